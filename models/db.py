@@ -1,0 +1,115 @@
+"""Database wiring: the Tortoise config, schema migrations, and a tiny raw-SQL helper.
+
+Most queries go through the ORM. A handful of hot statements need `UPDATE ... RETURNING` (to learn
+what a conditional update changed without reading first), which Tortoise's query builder does not
+offer; `fetch()` runs those on the connection of the current transaction, with `$1`-style
+placeholders on both backends (SQLite understands `?1`, which we rewrite to).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from tortoise import Tortoise, connections
+from tortoise.backends.base.client import BaseDBAsyncClient
+
+MODEL_MODULES = [
+    "models.users",
+    "models.settings",
+    "models.ledger",
+    "models.tasks",
+    "models.orders",
+    "models.referrals",
+    "models.withdrawals",
+    "models.recharges",
+    "models.outbox",
+    "models.audit",
+]
+
+_PLACEHOLDER = re.compile(r"\$(\d+)")
+
+
+def tortoise_config(db_url: str) -> dict[str, Any]:
+    return {
+        "connections": {"default": db_url},
+        "apps": {
+            "models": {
+                "models": MODEL_MODULES,
+                "default_connection": "default",
+                "migrations": "models.migrations",
+            }
+        },
+        "use_tz": True,
+        "timezone": "UTC",
+    }
+
+
+async def init_db(db_url: str, *, migrate: bool = True) -> None:
+    """Open the connections and bring the schema up to date with the migrations."""
+    if migrate:
+        await migrate_db(db_url)
+    await Tortoise.init(config=tortoise_config(db_url))
+    from models.ledger import ensure_platform_accounts
+    from models.settings import ensure_settings_row
+
+    await ensure_platform_accounts()
+    await ensure_settings_row()
+
+
+async def migrate_db(db_url: str) -> None:
+    from tortoise.migrations.api import migrate
+
+    await migrate(config=tortoise_config(db_url))
+    await Tortoise.close_connections()
+
+
+async def close_db() -> None:
+    await Tortoise.close_connections()
+
+
+def conn() -> BaseDBAsyncClient:
+    """The connection of the current transaction, if one is open in this context, else the pool."""
+    return connections.get("default")
+
+
+def dialect() -> str:
+    return conn().capabilities.dialect
+
+
+def is_postgres() -> bool:
+    return dialect() == "postgres"
+
+
+async def fetch(sql: str, *args: Any) -> list[dict[str, Any]]:
+    """Run one statement with `$n` placeholders and return its rows as dicts."""
+    c = conn()
+    if c.capabilities.dialect != "postgres":
+        sql = _PLACEHOLDER.sub(r"?\1", sql)
+    # execute_query_dict always fetches (execute_query drops the rows of UPDATE/INSERT ... RETURNING
+    # on asyncpg).
+    return await c.execute_query_dict(sql, list(args))
+
+
+async def fetch_one(sql: str, *args: Any) -> dict[str, Any] | None:
+    rows = await fetch(sql, *args)
+    return rows[0] if rows else None
+
+
+async def execute(sql: str, *args: Any) -> int:
+    """Run one statement and return the number of rows it touched."""
+    c = conn()
+    if c.capabilities.dialect != "postgres":
+        sql = _PLACEHOLDER.sub(r"?\1", sql)
+    n, _ = await c.execute_query(sql, list(args))
+    return n
+
+
+# For the `tortoise` CLI (makemigrations / sqlmigrate): `tortoise -c models.db.TORTOISE_ORM ...`
+def _cli_url() -> str:
+    import os
+
+    return os.environ.get("DATABASE_URL", "sqlite:///tmp/market-makemigrations.sqlite3")
+
+
+TORTOISE_ORM = tortoise_config(_cli_url())

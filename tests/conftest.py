@@ -1,0 +1,129 @@
+"""Test fixtures: a migrated database per test (SQLite by default, PostgreSQL with
+TEST_DATABASE_URL), personas, and a movable clock.
+
+The schema is built by the real migrations (so the CHECK constraints and partial indexes under test
+are the ones production has), once per session; each test then starts from empty tables: a fresh
+copy of the migrated SQLite file, or TRUNCATE on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import uuid
+
+import pytest
+import pytest_asyncio
+from sanic import Sanic
+from tortoise import Tortoise
+
+from models import clock, db
+from models import settings as market_settings
+
+Sanic.test_mode = True
+
+TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "")
+USE_POSTGRES = TEST_DATABASE_URL.startswith(("postgres://", "asyncpg://"))
+
+# Settings used by the tests: round numbers that make the arithmetic easy to check by hand.
+TEST_SETTINGS = dict(
+    min_unit_price_fen=100,
+    max_unit_price_fen=100_000,
+    max_quantity=1_000,
+    publish_fee_bp=1_000,
+    worker_invite_bp=500,
+    publisher_invite_bp=2_000,
+    withdraw_fee_bp=100,
+    min_withdraw_fen=100,
+    daily_withdraw_cap_fen=1_000_000,
+    max_orders_in_progress=3,
+    take_window_s=180,
+    countdown_s=300,
+    review_window_s=1_200,
+    appeal_window_s=600,
+)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "postgres: needs PostgreSQL (concurrency); skipped on SQLite")
+
+
+def pytest_collection_modifyitems(config, items):
+    if USE_POSTGRES:
+        return
+    skip = pytest.mark.skip(reason="needs PostgreSQL: set TEST_DATABASE_URL")
+    for item in items:
+        if "postgres" in item.keywords:
+            item.add_marker(skip)
+
+
+def _admin_url(url: str) -> tuple[str, str]:
+    base, _, name = url.rpartition("/")
+    return base, name.split("?")[0]
+
+
+@pytest.fixture(scope="session")
+def database_template(tmp_path_factory):
+    """Migrate one database for the whole session; yield the URL tests connect to."""
+    if USE_POSTGRES:
+        base, _ = _admin_url(TEST_DATABASE_URL)
+        name = f"market_test_{uuid.uuid4().hex[:8]}"
+        url = f"{base}/{name}"
+
+        async def create():
+            import asyncpg
+
+            conn = await asyncpg.connect(TEST_DATABASE_URL.replace("asyncpg://", "postgres://").split("?")[0])
+            await conn.execute(f'CREATE DATABASE "{name}"')
+            await conn.close()
+            await db.migrate_db(url)
+
+        asyncio.run(create())
+        yield url
+
+        async def drop():
+            import asyncpg
+
+            conn = await asyncpg.connect(TEST_DATABASE_URL.replace("asyncpg://", "postgres://").split("?")[0])
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            await conn.close()
+
+        asyncio.run(drop())
+    else:
+        path = tmp_path_factory.mktemp("db") / "template.sqlite3"
+        asyncio.run(db.migrate_db(f"sqlite://{path}"))
+        yield str(path)
+
+
+TABLES = (
+    "postings", "journal_entries", "referral_rewards", "orders", "tasks", "withdrawals", "recharges",
+    "accounts", "outbox", "audit_log", "market_settings", "users",
+)
+
+
+@pytest_asyncio.fixture
+async def database(database_template, tmp_path):
+    """A connected, empty, seeded database for one test; yields its URL."""
+    clock.reset()
+    if USE_POSTGRES:
+        url = f"{database_template}?maxsize=40"
+        await Tortoise.init(config=db.tortoise_config(url))
+        await db.conn().execute_script(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE")
+    else:
+        path = tmp_path / "test.sqlite3"
+        shutil.copy(database_template, path)
+        url = f"sqlite://{path}"
+        await Tortoise.init(config=db.tortoise_config(url))
+    market_settings.set_seed(TEST_SETTINGS)
+    market_settings.invalidate_cache()
+    from models.ledger import ensure_platform_accounts
+
+    await ensure_platform_accounts()
+    await market_settings.ensure_settings_row()
+    try:
+        yield url
+    finally:
+        market_settings.invalidate_cache()
+        clock.reset()
+        await Tortoise.close_connections()
