@@ -49,7 +49,9 @@ async def init_db(db_url: str, *, migrate: bool = True) -> None:
     """Open the connections and bring the schema up to date with the migrations."""
     if migrate:
         await migrate_db(db_url)
-    await Tortoise.init(config=tortoise_config(db_url))
+    # The global fallback makes the connections visible to every task of the process (Sanic's
+    # request handlers run in tasks that do not inherit the listener's context).
+    await Tortoise.init(config=tortoise_config(db_url), _enable_global_fallback=True)
     from models.ledger import ensure_platform_accounts
     from models.settings import ensure_settings_row
 

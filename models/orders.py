@@ -343,9 +343,9 @@ async def _act(
 
 
 async def _refusal(order_id: int, event: OrderEvent, actor: Actor) -> DomainError:
+    if actor[0] == "timer":  # a person or another sweeper got there first: nothing to explain
+        return InvalidTransition("Nothing was due.")
     current = await settle_due(await Order.get(id=order_id))
-    if actor[0] == "timer":
-        return InvalidTransition("Nothing was due.", status=current.status.value)
     if current.status == SOURCE[event]:
         return DeadlinePassed(status=current.status.value)
     if event in (E.ARBITRATE_WORKER, E.ARBITRATE_PUBLISHER) and current.status in FINAL_STATES:

@@ -1,0 +1,37 @@
+# Two commands do all the set-up on a fresh machine: `make run` and `make test`.
+PY ?= python3
+VENV ?= .venv
+BIN = $(VENV)/bin
+export PYTHONDONTWRITEBYTECODE = 1
+
+$(BIN)/.installed: requirements.txt requirements-dev.txt
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements-dev.txt
+	touch $@
+
+.PHONY: install run test test-sqlite test-postgres bench audit
+install: $(BIN)/.installed
+
+# The server on the embedded defaults: SQLite, in-process pub/sub and scheduler, WeChat sandbox.
+run: install
+	$(BIN)/python -m server
+
+# The whole suite on SQLite, then again on PostgreSQL (TEST_DATABASE_URL) with Redis (TEST_REDIS_URL).
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
+TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
+test: install
+	$(BIN)/python -m pytest -q
+	TEST_DATABASE_URL=$(TEST_DATABASE_URL) TEST_REDIS_URL=$(TEST_REDIS_URL) $(BIN)/python -m pytest -q
+
+test-sqlite: install
+	$(BIN)/python -m pytest -q
+
+test-postgres: install
+	TEST_DATABASE_URL=$(TEST_DATABASE_URL) TEST_REDIS_URL=$(TEST_REDIS_URL) $(BIN)/python -m pytest -q
+
+bench: install
+	$(BIN)/python -m bench
+
+audit: install
+	$(BIN)/python -m server ledger-audit

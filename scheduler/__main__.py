@@ -1,0 +1,5 @@
+"""`python -m scheduler`: run the scheduler standalone (production; see scheduler/runner.py)."""
+
+from scheduler.runner import main
+
+main()

@@ -1,0 +1,78 @@
+"""The Sanic application factory (Sanic guide's app-factory style).
+
+`create_app(config)` assembles the blueprints and listeners; it never opens anything at import time,
+so Sanic's spawned workers and the tests can build as many apps as they need.
+
+Process model (SPEC §8): the main process runs the migrations once; every worker opens its own
+database pool; with `scheduler.embedded` the scheduler runs beside the workers as one Sanic-managed
+process (production runs `python -m scheduler` instead, as many as wanted: sweeps are safe to run
+side by side).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from types import SimpleNamespace
+
+from sanic import Sanic
+from sanic.response import json
+
+from models import db
+from models import settings as market_settings
+from server import errors
+from server.config import Config, load_config
+
+log = logging.getLogger("market.server")
+
+APP_NAME = "market"
+
+
+def create_app(config: Config | None = None, *, manage_db: bool = True) -> Sanic:
+    """Build the app. `manage_db=False` leaves the database to the caller (the tests' fixture)."""
+    config = config or load_config()
+    app = Sanic(APP_NAME)
+    app.config.update(
+        {
+            "REQUEST_MAX_SIZE": 12 * 1024 * 1024,  # the largest upload (an image) plus headroom
+            "OAS_UI_DEFAULT": "redoc",
+            "OAS_TITLE": "Timed task marketplace API",
+            "OAS_DESCRIPTION": "The API of the Worker and Publisher Mini Programs. Money is integer fen.",
+            "OAS_VERSION": "1.0.0",
+            "FALLBACK_ERROR_FORMAT": "json",
+        }
+    )
+    app.ctx.config = config
+    app.ctx.services = SimpleNamespace()
+    market_settings.set_seed(config.market)
+    errors.install(app)
+
+    @app.get("/healthz")
+    async def health(request):
+        """Liveness and database reachability."""
+        await db.fetch_one("SELECT 1 AS ok")
+        return json({"ok": True, "database": db.dialect()})
+
+    if manage_db:
+
+        @app.main_process_start
+        async def migrate(app):
+            await db.migrate_db(config.db_url_with_pool)
+
+        @app.before_server_start
+        async def open_db(app):
+            await db.init_db(config.db_url_with_pool, migrate=False)
+
+        @app.after_server_stop
+        async def close_db(app):
+            await db.close_db()
+
+        if config.scheduler.embedded:
+
+            @app.main_process_ready
+            async def start_scheduler(app):
+                from scheduler.runner import run_process
+
+                app.manager.manage("Scheduler", run_process, {"config": dataclasses.asdict(config)})
+
+    return app
