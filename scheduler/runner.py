@@ -92,7 +92,9 @@ async def run(config: Config, *, stop: asyncio.Event | None = None) -> None:
             loop.add_signal_handler(sig, stop.set)
         except (NotImplementedError, RuntimeError):
             pass
-    scheduler = build_scheduler(config)
+    from scheduler import wechat_jobs
+
+    scheduler = build_scheduler(config, extra=await wechat_jobs.jobs(config) if _is_async(wechat_jobs.jobs) else wechat_jobs.jobs(config))
     scheduler.start()
     log.info("scheduler started: %s", ", ".join(job.id for job in scheduler.get_jobs()))
     try:
@@ -106,6 +108,12 @@ async def run(config: Config, *, stop: asyncio.Event | None = None) -> None:
 def _setup_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("apscheduler").setLevel(logging.WARNING)  # not a line per job run
+
+
+def _is_async(fn) -> bool:
+    import inspect
+
+    return inspect.iscoroutinefunction(fn)
 
 
 def run_process(config: dict[str, Any]) -> None:

@@ -53,6 +53,10 @@ def create_app(config: Config | None = None, *, manage_db: bool = True) -> Sanic
         await db.fetch_one("SELECT 1 AS ok")
         return json({"ok": True, "database": db.dialect()})
 
+    from server import wechat_routes
+
+    wechat_routes.install(app)
+
     if manage_db:
 
         @app.main_process_start
