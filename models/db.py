@@ -25,6 +25,7 @@ MODEL_MODULES = [
     "models.recharges",
     "models.outbox",
     "models.audit",
+    "models.uploads",
 ]
 
 _PLACEHOLDER = re.compile(r"\$(\d+)")

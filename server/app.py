@@ -46,6 +46,11 @@ def create_app(config: Config | None = None, *, manage_db: bool = True) -> Sanic
     app.ctx.services = SimpleNamespace()
     market_settings.set_seed(config.market)
     errors.install(app)
+    app.ext.openapi.add_security_scheme("token", "http", scheme="bearer", bearer_format="session token from /login")
+
+    from server import listeners
+
+    listeners.install(app, config)
 
     @app.get("/healthz")
     async def health(request):
@@ -56,6 +61,10 @@ def create_app(config: Config | None = None, *, manage_db: bool = True) -> Sanic
     from server import wechat_routes
 
     wechat_routes.install(app)
+
+    import miniprogram_api
+
+    miniprogram_api.install(app)
 
     if manage_db:
 

@@ -30,6 +30,7 @@ DEFAULTS: dict[str, Any] = {
     "redis_url": "",
     "secret_key": "",
     "public_base_url": "",
+    "uploads_dir": "var/uploads",
     "scheduler": {
         "embedded": True,
         "sweep_interval_s": 1.0,
@@ -85,6 +86,7 @@ class Config:
     redis_url: str
     secret_key: str
     public_base_url: str
+    uploads_dir: str
     scheduler: SchedulerConfig
     market: dict[str, int]
     wechat: dict[str, Any]
@@ -153,6 +155,7 @@ def _build(tree: dict[str, Any]) -> Config:
             redis_url=str(tree["redis_url"] or ""),
             secret_key=str(tree["secret_key"] or ""),
             public_base_url=str(tree["public_base_url"] or ""),
+            uploads_dir=str(tree["uploads_dir"]),
             scheduler=SchedulerConfig(**{k: type(v)(sched[k]) for k, v in DEFAULTS["scheduler"].items()}),
             market=dict(tree["market"] or {}),
             wechat=dict(tree["wechat"] or {}),
@@ -175,6 +178,8 @@ def validate(config: Config) -> None:
             raise ConfigError("the WeChat sandbox can never be on in production: set wechat.sandbox to false")
     if config.workers < 1:
         raise ConfigError("workers must be at least 1")
+    if config.workers > 1 and not config.redis_url:
+        raise ConfigError("several workers need Redis (REDIS_URL) for the push fan-out and shared rate limits")
     if config.scheduler.sweep_batch < 1 or config.scheduler.outbox_batch < 1:
         raise ConfigError("batch sizes must be at least 1")
     try:

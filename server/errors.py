@@ -39,7 +39,7 @@ def error_body(code: str, message: str, details: dict | None = None) -> dict:
 
 
 def render_domain_error(request: Request, exc: DomainError) -> JSONResponse:
-    return json({"error": exc.to_dict()}, status=exc.status)
+    return json({"error": exc.to_dict()}, status=exc.status, headers=getattr(exc, "headers", None))
 
 
 def render_sanic_error(request: Request, exc: SanicException) -> JSONResponse:

@@ -98,7 +98,7 @@ def database_template(tmp_path_factory):
 
 TABLES = (
     "postings", "journal_entries", "referral_rewards", "orders", "tasks", "withdrawals", "recharges",
-    "accounts", "outbox", "audit_log", "market_settings", "users",
+    "accounts", "outbox", "audit_log", "market_settings", "uploads", "users",
 )
 
 

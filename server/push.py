@@ -1,0 +1,237 @@
+"""Live push: outbox `push` rows → the fan-out bus → every WebSocket that should see them.
+
+1. The relay (a background task in each server worker) claims committed `push` rows from the
+   outbox with one `UPDATE ... RETURNING` (disjoint across workers: `SKIP LOCKED` on PostgreSQL)
+   and publishes them on the bus. It wakes every `interval_s`, or at once when a request in this
+   worker has just committed a change (`poke()`).
+2. The bus: in-process by default (one server process); with Redis configured, Redis pub/sub, so an
+   event produced by any process or node reaches sockets held by every worker.
+3. The hub of each worker delivers an event to its own connections: hall events (no user) to every
+   worker-end socket, the others to that user's sockets. Each connection has a bounded queue; a
+   client too slow to keep up is disconnected and, on reconnecting, asks for what it missed.
+
+Live delivery is at most once; nothing is lost because every event stays in the outbox under its
+id, and a reconnecting client replays from its last id (`replay()`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import logging
+from typing import Any
+
+from models import clock, db
+
+log = logging.getLogger("market.push")
+
+CHANNEL = "market:events"
+QUEUE_MAX = 1_000  # events buffered per connection before it is dropped as too slow
+REPLAY_MAX = 500  # events one resume may replay; beyond that the client reloads by REST
+
+
+def _event(row: dict[str, Any]) -> dict[str, Any]:
+    payload = row["payload"]
+    if isinstance(payload, (str, bytes)):
+        payload = json.loads(payload)
+    created = row["created_at"]
+    if isinstance(created, str):
+        created = dt.datetime.fromisoformat(created)
+    return {
+        "id": row["id"],
+        "type": row["event"],
+        "user_id": row["user_id"],
+        "data": payload,
+        "at": created.astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z"),
+    }
+
+
+class Connection:
+    """One WebSocket: a bounded queue drained by its own writer task."""
+
+    def __init__(self, ws, user_id: int, wants_hall: bool) -> None:
+        self.ws = ws
+        self.user_id = user_id
+        self.wants_hall = wants_hall
+        self.queue: asyncio.Queue[dict | None] = asyncio.Queue(QUEUE_MAX)
+        self.closed = asyncio.Event()
+
+    def offer(self, message: dict) -> None:
+        try:
+            self.queue.put_nowait(message)
+        except asyncio.QueueFull:
+            log.warning("dropping slow push client of user %s", self.user_id)
+            self.closed.set()
+
+    async def writer(self) -> None:
+        try:
+            while not self.closed.is_set():
+                message = await self.queue.get()
+                if message is None:
+                    break
+                await self.ws.send(json.dumps(message, separators=(",", ":"), ensure_ascii=False))
+        except Exception:  # the socket went away
+            pass
+        finally:
+            self.closed.set()
+
+
+class Hub:
+    """The connections held by this worker process."""
+
+    def __init__(self) -> None:
+        self.by_user: dict[int, set[Connection]] = {}
+        self.hall: set[Connection] = set()
+
+    def add(self, conn: Connection) -> None:
+        self.by_user.setdefault(conn.user_id, set()).add(conn)
+        if conn.wants_hall:
+            self.hall.add(conn)
+
+    def remove(self, conn: Connection) -> None:
+        conns = self.by_user.get(conn.user_id)
+        if conns is not None:
+            conns.discard(conn)
+            if not conns:
+                del self.by_user[conn.user_id]
+        self.hall.discard(conn)
+
+    def deliver(self, event: dict[str, Any]) -> int:
+        uid = event.get("user_id")
+        targets = self.hall if uid is None else self.by_user.get(uid, ())
+        message = {k: v for k, v in event.items() if k != "user_id"}
+        for conn in list(targets):
+            conn.offer(message)
+        return len(targets)
+
+    @property
+    def connections(self) -> int:
+        return sum(len(c) for c in self.by_user.values())
+
+
+class InProcessBus:
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+
+    async def publish(self, events: list[dict[str, Any]]) -> None:
+        for event in events:
+            self.hub.deliver(event)
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+
+class RedisBus:
+    """Redis pub/sub: every worker of every node subscribes and delivers to its own sockets."""
+
+    def __init__(self, hub: Hub, redis) -> None:
+        self.hub = hub
+        self.redis = redis
+        self._task: asyncio.Task | None = None
+        self._ready = asyncio.Event()
+
+    async def publish(self, events: list[dict[str, Any]]) -> None:
+        if events:
+            await self.redis.publish(CHANNEL, json.dumps(events, separators=(",", ":"), ensure_ascii=False))
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._listen(), name="push-redis-listener")
+        await asyncio.wait_for(self._ready.wait(), 5)
+
+    async def _listen(self) -> None:
+        while True:
+            try:
+                async with self.redis.pubsub() as pubsub:
+                    await pubsub.subscribe(CHANNEL)
+                    self._ready.set()
+                    async for message in pubsub.listen():
+                        if message.get("type") == "message":
+                            for event in json.loads(message["data"]):
+                                self.hub.deliver(event)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("redis pub/sub listener failed; reconnecting")
+                await asyncio.sleep(1)
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+
+
+_CLAIM = (
+    "UPDATE outbox SET status = 'sent', sent_at = $1, attempts = attempts + 1 WHERE id IN ("
+    "SELECT id FROM outbox WHERE channel = 'push' AND status = 'pending' ORDER BY id LIMIT $2{lock}) "
+    "AND status = 'pending' RETURNING id, event, user_id, payload, created_at"
+)
+
+
+async def claim(batch: int = 500) -> list[dict[str, Any]]:
+    """Take committed push rows off the outbox (each row is claimed by exactly one relay)."""
+    sql = _CLAIM.format(lock=" FOR UPDATE SKIP LOCKED" if db.is_postgres() else "")
+    rows = await db.fetch(sql, clock.now(), batch)
+    return sorted((_event(r) for r in rows), key=lambda e: e["id"])
+
+
+async def replay(user_id: int, include_hall: bool, after_id: int, limit: int = REPLAY_MAX) -> list[dict[str, Any]]:
+    """The events after `after_id` this user should have seen (theirs, plus the hall's)."""
+    rows = await db.fetch(
+        "SELECT id, event, user_id, payload, created_at FROM outbox WHERE channel = 'push' AND id > $1 "
+        "AND (user_id = $2 OR (user_id IS NULL AND $3)) ORDER BY id LIMIT $4",
+        after_id, user_id, include_hall, limit,
+    )
+    return [_event(r) for r in rows]
+
+
+async def last_event_id() -> int:
+    row = await db.fetch_one("SELECT COALESCE(MAX(id), 0) AS n FROM outbox WHERE channel = 'push'")
+    return int(row["n"]) if row else 0
+
+
+class Relay:
+    """Moves committed push rows from the outbox onto the bus."""
+
+    def __init__(self, bus, interval_s: float = 0.2, batch: int = 500) -> None:
+        self.bus = bus
+        self.interval_s = interval_s
+        self.batch = batch
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task | None = None
+
+    def poke(self) -> None:
+        self._wake.set()
+
+    async def step(self) -> int:
+        events = await claim(self.batch)
+        if events:
+            await self.bus.publish(events)
+        return len(events)
+
+    async def run(self) -> None:
+        while True:
+            try:
+                while await self.step() == self.batch:
+                    pass
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("push relay step failed")
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.interval_s)
+            self._wake.clear()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self.run(), name="push-relay")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
