@@ -40,6 +40,11 @@ def create_app(config: Config | None = None, *, manage_db: bool = True) -> Sanic
             "OAS_DESCRIPTION": "The API of the Worker and Publisher Mini Programs. Money is integer fen.",
             "OAS_VERSION": "1.0.0",
             "FALLBACK_ERROR_FORMAT": "json",
+            # sanic-ext would add a HEAD and an OPTIONS route per endpoint, re-finalizing the router
+            # each time (seconds per worker start); Mini Programs need neither (no CORS preflight).
+            "HTTP_AUTO_HEAD": False,
+            "HTTP_AUTO_OPTIONS": False,
+            "CORS_AUTOMATIC_OPTIONS": False,
         }
     )
     app.ctx.config = config
