@@ -10,7 +10,7 @@ $(BIN)/.installed: requirements.txt requirements-dev.txt
 	$(BIN)/pip install -q -r requirements-dev.txt
 	touch $@
 
-.PHONY: install run test test-sqlite test-postgres bench audit
+.PHONY: install run test test-sqlite test-postgres bench audit demo
 install: $(BIN)/.installed
 
 # The server on the embedded defaults: SQLite, in-process pub/sub and scheduler, WeChat sandbox.
@@ -35,3 +35,7 @@ bench: install
 
 audit: install
 	$(BIN)/python -m server ledger-audit
+
+# A short marketplace day against its own server (SQLite, sandbox, timers in seconds).
+demo: install
+	$(BIN)/python -m demo
