@@ -277,8 +277,8 @@ async def take(task_id: int, worker_id: int) -> Order:
     except _Lost as lost:
         await _why_take_lost(str(lost), task_id, worker_id, s.max_orders_in_progress)
         raise  # _why_take_lost always raises; this line is for type checkers
-    except IntegrityError:
-        raise AlreadyTookTask(order_id=await Order.filter(task_id=task_id, worker_id=worker_id).first().values_list("id", flat=True))
+    except IntegrityError:  # unique (task, worker): this worker already holds an order of the task
+        raise AlreadyTookTask() from None
 
 
 async def _why_take_lost(what: str, task_id: int, worker_id: int, limit: int) -> None:

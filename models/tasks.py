@@ -11,6 +11,7 @@ from __future__ import annotations
 from enum import StrEnum
 
 from tortoise import fields
+from tortoise.exceptions import IntegrityError
 from tortoise.migrations.constraints import CheckConstraint
 from tortoise.models import Model
 from tortoise.transactions import in_transaction
@@ -185,6 +186,16 @@ async def publish(
             return earlier
 
     fee_fen = s.fee_fen(unit_price_fen)
+    try:
+        return await _publish(publisher, s, title, instructions, attachment_kind, attachment, unit_price_fen, fee_fen, quantity, request_id)
+    except IntegrityError:  # the same request_id raced itself: the first one won
+        if request_id is None:
+            raise
+        return await Task.get(publisher_id=publisher_id, request_id=request_id)
+
+
+async def _publish(publisher, s, title, instructions, attachment_kind, attachment, unit_price_fen, fee_fen, quantity, request_id) -> Task:
+    publisher_id = publisher.id
     now = clock.now()
     async with in_transaction():
         task = await Task.create(
