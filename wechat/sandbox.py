@@ -169,6 +169,8 @@ class SandboxState:
         self.tokens: dict[str, dict[str, Any]] = {}  # token -> {appid, expires_at, revoked: errcode|None}
         self.current_token: dict[str, str] = {}  # appid -> token
         self.messages: list[dict[str, Any]] = []
+        self.send_faults: list[dict[str, Any]] = []  # queued faults for subscribe/send (see inject_send_fault)
+        self.send_attempts = 0  # every subscribe/send call that reached the sandbox
         self.refused_openids: set[str] = {self.openid_for(a, name) for a in self.apps
                                           for name in cfg.sandbox_options.refused_users}
         self.orders: dict[str, dict[str, Any]] = {}  # out_trade_no -> order
@@ -199,6 +201,17 @@ class SandboxState:
         for a in list(self.current_token):
             if appid is None or a == appid:
                 del self.current_token[a]
+
+    def inject_send_fault(self, errcode: int | None = -1, *, times: int = 1, delay_s: float = 0.0,
+                          record: bool = False) -> None:
+        """Make the next ``times`` subscription sends misbehave (tests and demos):
+        ``errcode`` -1 (busy) / 45009 / 45011 is answered as such; ``delay_s`` sleeps before answering
+        (longer than the client's timeout = a timeout); ``record`` True records the message anyway
+        (the send did happen, only the answer was lost), as WeChat may do behind a timeout."""
+        self.send_faults.extend({"errcode": errcode, "delay_s": delay_s, "record": record} for _ in range(times))
+
+    def messages_to(self, openid: str) -> list[dict[str, Any]]:
+        return [m for m in self.messages if m["touser"] == openid]
 
     # payments and transfers driven by a "user"
     async def simulate_pay(self, out_trade_no: str) -> tuple[dict[str, Any], Delivery]:
@@ -346,6 +359,13 @@ def create_sandbox_blueprint(cfg: WeChatConfig, state: SandboxState | None = Non
 
     @bp.post("/wx/cgi-bin/message/subscribe/send")
     async def subscribe_send(request: Request):
+        st.send_attempts += 1
+        fault = st.send_faults.pop(0) if st.send_faults else None
+        if fault is not None:
+            if fault["delay_s"]:
+                await asyncio.sleep(fault["delay_s"])
+            if not fault["record"]:
+                return _wx_error(fault["errcode"] if fault["errcode"] is not None else -1, "system error (injected)")
         token = request.args.get("access_token", "")
         info = st.tokens.get(token)
         if info is None or info["revoked"] == 40001:
