@@ -164,25 +164,15 @@ async def _task_order_final(task_id: int) -> None:
     )
 
 
-async def _complete(o: "Order", event: OrderEvent, out: Pending) -> dict[str, int]:
-    """Flow 4: from escrow, P to the worker; F to fees, minus the referral rewards (SPEC §2)."""
+async def _complete(o: "Order", event: OrderEvent, out: Pending):
+    """Flow 4: from escrow, P to the worker; F to fees, minus the referral rewards (SPEC §2).
+
+    Returns the amounts and the writes that lock shared rows (the task, the sharded platform
+    accounts), which `_act` runs last so those locks are held only until the commit right after.
+    """
     oid, price, fee = o.id, o.unit_price_fen, o.fee_fen
     r_w = price * o.worker_invite_bp // BP if o.worker_inviter_id else 0
     r_p = fee * o.publisher_invite_bp // BP if o.publisher_inviter_id else 0
-    await _task_order_final(o.task_id)
-    await ledger.post(
-        f"order:{oid}:complete",
-        EntryKind.ORDER_COMPLETE,
-        [
-            Leg(ledger.platform_account(AccountKind.ESCROW, o.task_id), -(price + fee)),
-            Leg(ledger.user_account(o.worker_id), price),
-            Leg(ledger.platform_account(AccountKind.FEES, oid), fee - r_w - r_p),
-            Leg(ledger.platform_account(AccountKind.REFERRAL_PAYABLE, oid), r_w + r_p),
-        ],
-        task_id=o.task_id,
-        order_id=oid,
-        memo=event.value,
-    )
     rewards = []
     now = clock.now()
     if r_w:
@@ -192,16 +182,36 @@ async def _complete(o: "Order", event: OrderEvent, out: Pending) -> dict[str, in
     if rewards:
         await ReferralReward.bulk_create(rewards)
     out.push("wallet.changed", {"reason": "order_completed", "order_id": oid, "amount_fen": price}, o.worker_id)
-    return {"paid_fen": price, "fee_fen": fee - r_w - r_p, "worker_referral_fen": r_w, "publisher_referral_fen": r_p}
+
+    async def finish() -> None:
+        await _task_order_final(o.task_id)
+        await ledger.post(
+            f"order:{oid}:complete",
+            EntryKind.ORDER_COMPLETE,
+            [
+                Leg(ledger.platform_account(AccountKind.ESCROW, o.task_id), -(price + fee)),
+                Leg(ledger.user_account(o.worker_id), price),
+                Leg(ledger.platform_account(AccountKind.FEES, oid), fee - r_w - r_p),
+                Leg(ledger.platform_account(AccountKind.REFERRAL_PAYABLE, oid), r_w + r_p),
+            ],
+            task_id=o.task_id,
+            order_id=oid,
+            memo=event.value,
+        )
+
+    return {"paid_fen": price, "fee_fen": fee - r_w - r_p, "worker_referral_fen": r_w, "publisher_referral_fen": r_p}, finish
 
 
-async def _fail(o: "Order", event: OrderEvent, out: Pending) -> dict[str, int]:
-    """Flow 5: P+F back to the publisher."""
+async def _fail(o: "Order", event: OrderEvent, out: Pending):
+    """Flow 5: P+F back to the publisher (shared rows locked last, as in `_complete`)."""
     oid, amount = o.id, o.unit_price_fen + o.fee_fen
-    await _task_order_final(o.task_id)
-    await _refund_to_publisher(o, f"order:{oid}:fail", EntryKind.ORDER_FAIL, event.value)
     out.push("wallet.changed", {"reason": "order_failed", "order_id": oid, "amount_fen": amount}, o.publisher_id)
-    return {"refund_fen": amount}
+
+    async def finish() -> None:
+        await _task_order_final(o.task_id)
+        await _refund_to_publisher(o, f"order:{oid}:fail", EntryKind.ORDER_FAIL, event.value)
+
+    return {"refund_fen": amount}, finish
 
 
 async def _refund_to_publisher(o: "Order", key: str, kind: EntryKind, memo: str) -> None:
@@ -321,7 +331,12 @@ async def _act(
     audit_data: dict[str, Any] | None = None,
 ) -> Order:
     """Run one transition: the conditional UPDATE, then (only if it won) its effects, outbox and
-    audit rows, all in one transaction. A loser gets the reason, after any due timer is applied."""
+    audit rows, all in one transaction. A loser gets the reason, after any due timer is applied.
+
+    `effects(order, out)` returns a summary for the audit row, or (summary, finish) where `finish`
+    makes the writes on rows other transactions contend for; it runs last, just before the commit,
+    so those row locks are held as briefly as possible (lock order stays order → task → accounts).
+    """
     source, target = SOURCE[event], TRANSITIONS[(SOURCE[event], event)]
     async with in_transaction():
         won = await Order.filter(id=order.id, status=source, **guard).update(status=target, **values) == 1
@@ -330,13 +345,16 @@ async def _act(
                 setattr(order, name, value)
             order.status = target
             out = Pending()
-            money = await effects(order, out) if effects else None
+            result = await effects(order, out) if effects else None
+            money, finish = result if isinstance(result, tuple) else (result, None)
             _notify(order, event, out)
             await out.write()
             await audit.record(
                 actor[0], actor[1], f"order.{event.value}", "order", order.id,
                 data={"from": source.value, "to": target.value, **(money or {}), **(audit_data or {})},
             )
+            if finish is not None:  # the writes on shared rows (task, platform accounts) go last
+                await finish()
     if not won:
         raise await _refusal(order.id, event, actor)
     return order

@@ -33,7 +33,7 @@ DEFAULTS: dict[str, Any] = {
     "uploads_dir": "var/uploads",
     "scheduler": {
         "embedded": True,
-        "sweep_interval_s": 1.0,
+        "sweep_interval_s": 0.25,
         "sweep_batch": 100,
         "outbox_interval_s": 0.5,
         "outbox_batch": 200,
