@@ -36,28 +36,41 @@ async def live(request: Request, ws):
     conn = push.Connection(ws, user.id, wants_hall=user.end == End.WORKER)
     hub.add(conn)
     writer = asyncio.create_task(conn.writer())
+    beats = asyncio.create_task(_heartbeat(request, conn))
     conn.offer({"type": "welcome", "user_id": user.id, "end": user.end.value, "last_event_id": await push.last_event_id(), "now": now_iso()})
     try:
+        # recv() is never cancelled (Sanic's frame assembler cannot take a cancelled read); the
+        # heartbeat runs beside it and closes the connection when the session ends.
         while not conn.closed.is_set():
-            try:
-                raw = await asyncio.wait_for(ws.recv(), HEARTBEAT_S)
-            except asyncio.TimeoutError:
-                try:
-                    await authenticate(request, None)  # banned or revoked → close
-                except DomainError:
-                    conn.offer({"type": "error", "code": "session_ended"})
-                    break
-                conn.offer({"type": "heartbeat", "now": now_iso()})
-                continue
+            raw = await ws.recv()
             if raw is None:
                 break
             await _handle(conn, user, raw)
     finally:
+        beats.cancel()
         hub.remove(conn)
-        conn.queue.put_nowait(None) if not conn.queue.full() else None
+        conn.closed.set()
+        with contextlib.suppress(asyncio.QueueFull):
+            conn.queue.put_nowait(None)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(writer, 2)
         writer.cancel()
+
+
+async def _heartbeat(request: Request, conn: push.Connection) -> None:
+    """Every HEARTBEAT_S: re-check the session (a banned user's socket is closed), send the time."""
+    while not conn.closed.is_set():
+        await asyncio.sleep(HEARTBEAT_S)
+        try:
+            await authenticate(request, None)
+        except DomainError:
+            conn.offer({"type": "error", "code": "session_ended"})
+            await asyncio.sleep(0.2)  # let the writer send it
+            with contextlib.suppress(Exception):
+                await conn.ws.close(code=1008, reason="session ended")
+            conn.closed.set()
+            return
+        conn.offer({"type": "heartbeat", "now": now_iso()})
 
 
 async def _handle(conn: push.Connection, user, raw) -> None:
@@ -72,6 +85,9 @@ async def _handle(conn: push.Connection, user, raw) -> None:
         after = message.get("last_event_id")
         if isinstance(after, bool) or not isinstance(after, int) or after < 0:
             conn.offer({"type": "error", "code": "invalid_input", "message": "last_event_id must be a non-negative integer"})
+            return
+        if 0 < after < await push.oldest_event_id() - 1:  # what it missed was pruned: reload by REST
+            conn.offer({"type": "replay_truncated", "last_event_id": await push.last_event_id()})
             return
         events = await push.replay(user.id, user.end == End.WORKER, after)
         for event in events:

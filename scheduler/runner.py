@@ -45,6 +45,25 @@ class Jobs:
                 break
         return total
 
+    async def prune_outbox(self) -> int:
+        """Delete delivered outbox rows older than the retention, in bounded batches."""
+        import datetime as dt
+
+        from models import clock
+
+        before = clock.now() - dt.timedelta(seconds=self.config.scheduler.outbox_retention_s)
+        total = 0
+        for _ in range(100):
+            n = await db.execute(
+                "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE status IN ('sent', 'refused') "
+                "AND created_at < $1 ORDER BY id LIMIT 5000)",
+                before,
+            )
+            total += n
+            if n < 5000:
+                break
+        return total
+
     async def audit_ledger(self) -> ledger.AuditReport:
         report = await ledger.audit()
         self.last_audit = report
@@ -60,6 +79,7 @@ def build_scheduler(config: Config, jobs: Jobs | None = None, extra: list[tuple[
         (jobs.sweep, s.sweep_interval_s, "sweep"),
         (jobs.settle_referrals, s.referral_settle_interval_s, "settle_referrals"),
         (jobs.audit_ledger, s.ledger_audit_interval_s, "ledger_audit"),
+        (jobs.prune_outbox, 3600.0, "prune_outbox"),
         *(extra or []),
     ]
     for fn, seconds, job_id in plan:

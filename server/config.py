@@ -42,6 +42,7 @@ DEFAULTS: dict[str, Any] = {
         "recharge_check_interval_s": 60.0,
         "payout_check_interval_s": 60.0,
         "ledger_audit_interval_s": 600.0,
+        "outbox_retention_s": 604800.0,
     },
     "market": {},
     "wechat": {},
@@ -72,6 +73,7 @@ class SchedulerConfig:
     recharge_check_interval_s: float
     payout_check_interval_s: float
     ledger_audit_interval_s: float
+    outbox_retention_s: float
 
 
 @dataclasses.dataclass(frozen=True)

@@ -190,6 +190,12 @@ async def replay(user_id: int, include_hall: bool, after_id: int, limit: int = R
     return [_event(r) for r in rows]
 
 
+async def oldest_event_id() -> int:
+    """The oldest push event still kept (older ones were pruned after the retention period)."""
+    row = await db.fetch_one("SELECT COALESCE(MIN(id), 0) AS n FROM outbox WHERE channel = 'push'")
+    return int(row["n"]) if row else 0
+
+
 async def last_event_id() -> int:
     row = await db.fetch_one("SELECT COALESCE(MAX(id), 0) AS n FROM outbox WHERE channel = 'push'")
     return int(row["n"]) if row else 0

@@ -20,6 +20,7 @@ PARTIAL_INDEXES = [
     ("tasks_open_by_deadline", "tasks (take_deadline_at) WHERE status = 'open'"),
     ("tasks_open_newest", "tasks (id) WHERE status = 'open'"),
     ("outbox_pending", "outbox (next_attempt_at) WHERE status = 'pending'"),
+    ("outbox_push_pending", "outbox (id) WHERE channel = 'push' AND status = 'pending'"),
     ("referral_rewards_unsettled", "referral_rewards (id) WHERE settled_entry_id IS NULL"),
     ("withdrawals_paying", "withdrawals (id) WHERE status = 'paying'"),
     ("recharges_pending", "recharges (expires_at) WHERE status = 'pending'"),

@@ -147,3 +147,40 @@ async def test_ping_gets_pong_with_server_time_and_garbage_gets_an_error(live):
         assert error["code"] == "invalid_input"
     finally:
         await ws.close()
+
+
+@pytest.mark.asyncio
+async def test_an_idle_socket_survives_its_heartbeats_and_still_gets_events(live, monkeypatch):
+    from miniprogram_api import ws as ws_module
+
+    monkeypatch.setattr(ws_module, "HEARTBEAT_S", 0.2)
+    alice, bob = await live.login("publisher", "alice"), await live.login("worker", "bob")
+    await live.recharge(alice, 10_000)
+    ws, _ = await connect(live, bob.token)
+    try:
+        beats = 0
+        while beats < 3:  # the client sends nothing at all
+            message = json.loads(await asyncio.wait_for(ws.recv(), 5))
+            beats += message["type"] == "heartbeat"
+        async with live.client(alice.token) as a:
+            task = (await a.post("/api/v1/publisher/tasks", json={"title": "Late", "instructions": "x", "unit_price_fen": 500})).json()
+        await next_event(ws, "hall.task_published", task_id=task["id"])
+    finally:
+        await ws.close()
+
+
+@pytest.mark.asyncio
+async def test_a_banned_users_socket_is_told_and_closed_at_the_next_heartbeat(live, monkeypatch):
+    from miniprogram_api import ws as ws_module
+    from models.users import set_banned
+
+    monkeypatch.setattr(ws_module, "HEARTBEAT_S", 0.2)
+    bob = await live.login("worker", "bob")
+    ws, _ = await connect(live, bob.token)
+    await set_banned(bob.id, True, operator_id=1, reason="fraud")
+    ended = json.loads(await asyncio.wait_for(ws.recv(), 5))
+    while ended["type"] == "heartbeat":
+        ended = json.loads(await asyncio.wait_for(ws.recv(), 5))
+    assert ended == {"type": "error", "code": "session_ended"}
+    with pytest.raises(websockets.exceptions.ConnectionClosed):
+        await asyncio.wait_for(ws.recv(), 5)

@@ -96,7 +96,7 @@ async def test_build_scheduler_registers_every_job_with_its_interval(database):
     scheduler = build_scheduler(cfg)
 
     jobs = {job.id: job for job in scheduler.get_jobs()}
-    assert set(jobs) == {"sweep", "settle_referrals", "ledger_audit"}
+    assert set(jobs) == {"sweep", "settle_referrals", "ledger_audit", "prune_outbox"}
     assert jobs["sweep"].trigger.interval == dt.timedelta(seconds=0.25)
     assert jobs["settle_referrals"].trigger.interval == dt.timedelta(seconds=3)
     assert jobs["ledger_audit"].trigger.interval == dt.timedelta(seconds=120)
@@ -115,3 +115,21 @@ async def test_a_failing_job_round_is_logged_not_raised(database, caplog):
         await job.func()  # what APScheduler calls at each tick
 
     assert "scheduler job broken failed" in caplog.text
+
+
+async def test_pruning_deletes_only_delivered_outbox_rows_older_than_the_retention(database):
+    from models import clock
+    from models.outbox import Outbox, OutboxStatus
+
+    jobs = Jobs(config(database))
+    now = clock.now()
+    old = now - dt.timedelta(seconds=jobs.config.scheduler.outbox_retention_s + 60)
+    for status, created in [
+        (OutboxStatus.SENT, old), (OutboxStatus.REFUSED, old), (OutboxStatus.FAILED, old),
+        (OutboxStatus.PENDING, old), (OutboxStatus.SENT, now),
+    ]:
+        await Outbox.create(channel="push", event="x", payload={}, status=status, next_attempt_at=created, created_at=created)
+
+    assert await jobs.prune_outbox() == 2
+    left = sorted((r.status.value, r.created_at == now) for r in await Outbox.all())
+    assert left == [("failed", False), ("pending", False), ("sent", True)]
