@@ -1,0 +1,351 @@
+"""HTTP take: `POST /api/v1/worker/tasks/{id}/take` on the real server, against a bare asyncpg baseline.
+
+`python -m bench.http_take [--quick]`
+
+1. A fresh PostgreSQL database (`bench_<random>`, dropped at the end) migrated by the real
+   migrations. Publishers register, are funded (`recharges.create` + `credit`) and publish one-slot
+   tasks through `tasks.publish`; workers are registered in bulk SQL (the rows `login_or_register`
+   writes) and get tokens from `issue_token`. Every request uses its own worker on its own task, so
+   the rate limiter (10 takes / 10 s per user) and `max_orders_in_progress` never refuse a request
+   and no two requests queue on one row: this is the uncontended one-click take.
+2. Ours: `python -m server` as a subprocess — 2 workers, Redis (rate limits + push bus), scheduler
+   not embedded, access log off, WeChat sandbox on. Everything a real take does runs: token check
+   and user lookup, the Redis rate-limit round trip, `orders.take` (its transaction), the push relay
+   poked and publishing to Redis, the task reload and the JSON view.
+3. Baseline: a minimal Sanic app (this file, `--serve-baseline`, 2 workers, an asyncpg pool of the
+   same size per worker) whose endpoint runs only the conditional UPDATE of the slot, autocommitted,
+   on copies of the same task rows in the same database.
+4. Load: `wrk` (C, one thread, 64 keep-alive connections) with a Lua script that sends each
+   (task, token) pair once. A Python client would need about a core of its own at these rates on a
+   2-core machine; wrk's CPU is measured and printed next to each figure, as is the CPU of
+   everything else on the machine during the window.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench import _live
+from bench._live import CpuWindow, ServerProcess, log
+
+CONNECTIONS = 64
+TARGET = 0.5
+BASELINE_POOL = 20  # = the server's db_pool_max per worker
+
+LUA = r"""
+local counter = 0
+local threads = {}
+function setup(thread)
+  thread:set("tid", counter)
+  counter = counter + 1
+  table.insert(threads, thread)
+end
+function init(args)
+  local nthreads = tonumber(os.getenv("BENCH_THREADS"))
+  reqs = {}
+  local i = 0
+  for line in io.lines(os.getenv("BENCH_PAIRS")) do
+    if i % nthreads == tid then
+      local id, tok = line:match("(%d+) (%S+)")
+      reqs[#reqs + 1] = wrk.format("POST", "/api/v1/worker/tasks/" .. id .. "/take",
+        {["Authorization"] = "Bearer " .. tok, ["Content-Length"] = "0"})
+    end
+    i = i + 1
+  end
+  idx = 0
+  wrapped = 0
+  statuses = {}
+end
+function request()
+  idx = idx + 1
+  if idx > #reqs then idx = 1; wrapped = wrapped + 1 end
+  return reqs[idx]
+end
+function response(status, headers, body)
+  statuses[status] = (statuses[status] or 0) + 1
+end
+function done(summary, latency, requests)
+  io.write(string.format("RESULT requests=%d duration_us=%d err_connect=%d err_read=%d err_write=%d err_timeout=%d\n",
+    summary.requests, summary.duration, summary.errors.connect, summary.errors.read, summary.errors.write, summary.errors.timeout))
+  for _, p in ipairs({50, 90, 99, 99.9}) do
+    io.write(string.format("LATENCY p%s=%d\n", tostring(p), latency:percentile(p)))
+  end
+  io.write(string.format("LATENCY max=%d mean=%.0f\n", latency.max, latency.mean))
+  for _, t in ipairs(threads) do
+    for k, v in pairs(t:get("statuses")) do io.write(string.format("STATUS %d %d\n", k, v)) end
+    io.write(string.format("WRAPPED %d\n", t:get("wrapped")))
+  end
+end
+"""
+
+
+class WrkResult:
+    def __init__(self, text: str, cpu: CpuWindow) -> None:
+        self.text, self.cpu = text, cpu
+        m = re.search(r"RESULT requests=(\d+) duration_us=(\d+)", text)
+        if not m:
+            raise RuntimeError("wrk gave no result:\n" + text)
+        self.requests, self.seconds = int(m[1]), int(m[2]) / 1e6
+        self.errors = {k: int(v) for k, v in re.findall(r"err_(\w+)=(\d+)", text)}
+        self.lat = {k: int(v) / 1000 for k, v in re.findall(r"LATENCY (?:p)?([\w.]+)=(\d+)", text)}
+        self.statuses: dict[int, int] = {}
+        for code, n in re.findall(r"STATUS (\d+) (\d+)", text):
+            self.statuses[int(code)] = self.statuses.get(int(code), 0) + int(n)
+        self.wrapped = sum(int(n) for n in re.findall(r"WRAPPED (\d+)", text))
+
+    @property
+    def ok(self) -> int:
+        return self.statuses.get(201, 0)
+
+    @property
+    def rate(self) -> float:
+        return self.ok / self.seconds
+
+    def line(self, label: str) -> str:
+        bad = {k: v for k, v in self.statuses.items() if k != 201}
+        errs = {k: v for k, v in self.errors.items() if v}
+        return (f"{label}: {self.rate:8.0f} takes/s  ({self.ok} × 201 in {self.seconds:.1f} s"
+                f"{', other statuses ' + str(bad) if bad else ''}{', socket errors ' + str(errs) if errs else ''}"
+                f"{', PAIRS EXHAUSTED' if self.wrapped else ''})  latency p50 {self.lat['50']:.1f} ms, "
+                f"p90 {self.lat['90']:.1f} ms, p99 {self.lat['99']:.1f} ms, max {self.lat['max']:.1f} ms")
+
+
+def write_pairs(path: Path, task_ids, tokens) -> None:
+    path.write_text("".join(f"{t} {tok}\n" for t, tok in zip(task_ids, tokens)))
+
+
+def run_wrk(base: str, pairs: Path, lua: Path, seconds: float, server_pids: list[int]) -> WrkResult:
+    env = dict(os.environ, BENCH_PAIRS=str(pairs), BENCH_THREADS="1")
+    proc = subprocess.Popen(
+        ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{max(1, round(seconds))}s", "--timeout", "10s", "-s", str(lua), base],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        time.sleep(0.05)
+        with CpuWindow({"server": server_pids, "wrk": [proc.pid]}) as cpu:
+            # wrk's own cpu is read before it exits (it is gone once reaped)
+            deadline = time.monotonic() + seconds + 30
+            while proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+                if time.monotonic() - cpu.t0 > seconds - 0.3:
+                    break
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return WrkResult(out, cpu)
+
+
+# --- the baseline app -----------------------------------------------------------------------------------
+SLOT_SQL = (
+    "UPDATE tasks SET slots_untaken = slots_untaken - 1, orders_live = orders_live + 1, "
+    "status = CASE WHEN slots_untaken = 1 THEN 'full' ELSE 'open' END "
+    "WHERE id = $1 AND status = 'open' AND slots_untaken > 0 RETURNING id"
+)
+
+
+def create_baseline_app():
+    import asyncpg
+    from sanic import Sanic
+    from sanic.response import json as json_response
+
+    app = Sanic("baseline_take")
+    dsn = os.environ["BASELINE_DSN"]
+
+    @app.before_server_start
+    async def open_pool(app):
+        app.ctx.pool = await asyncpg.create_pool(dsn, min_size=BASELINE_POOL, max_size=BASELINE_POOL)
+
+    @app.after_server_stop
+    async def close_pool(app):
+        await app.ctx.pool.close()
+
+    @app.get("/healthz")
+    async def health(request):
+        return json_response({"ok": True})
+
+    @app.post("/api/v1/worker/tasks/<task_id:int>/take")
+    async def take(request, task_id: int):
+        row = await app.ctx.pool.fetchrow(SLOT_SQL, task_id)
+        if row is None:
+            return json_response({"code": "slot_taken"}, status=409)
+        return json_response({"id": row["id"]}, status=201)
+
+    return app
+
+
+def serve_baseline() -> None:
+    from sanic import Sanic
+    from sanic.worker.loader import AppLoader
+
+    loader = AppLoader(factory=create_baseline_app)
+    app = loader.load()
+    app.prepare(host="127.0.0.1", port=int(os.environ["PORT"]), workers=2, access_log=False)
+    Sanic.serve(primary=app, app_loader=loader)
+
+
+async def copy_tasks_for_baseline(url: str, template_id: int, count: int) -> list[int]:
+    """`count` open one-slot task rows copied from a real one (same columns, same indexes)."""
+    import asyncpg
+
+    conn = await asyncpg.connect(url)
+    try:
+        cols = [r["column_name"] for r in await conn.fetch(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'tasks' AND column_name <> 'id' ORDER BY ordinal_position")]
+        fixed = {"status": "'open'", "slots_untaken": "1", "orders_live": "0", "request_id": "NULL"}
+        select = ", ".join(fixed.get(c, f't."{c}"') for c in cols)
+        rows = await conn.fetch(
+            f"INSERT INTO tasks ({', '.join(chr(34) + c + chr(34) for c in cols)}) "
+            f"SELECT {select} FROM tasks t, generate_series(1, $2) WHERE t.id = $1 RETURNING id",
+            template_id, count,
+        )
+        return [r["id"] for r in rows]
+    finally:
+        await conn.close()
+
+
+async def explain_relay_claim(url: str) -> str:
+    """What the push relay's claim (server/push.py, run after every take) costs on the outbox the run
+    left, as written and with a partial index on the pending push rows (tried in a rolled-back
+    transaction: the schema is not changed)."""
+    import asyncpg
+
+    from server import push
+
+    sql = "EXPLAIN (ANALYZE, FORMAT JSON) " + push._CLAIM.format(lock=" FOR UPDATE SKIP LOCKED").replace("$1", "now()").replace("$2", "500")
+    conn = await asyncpg.connect(url)
+    try:
+        counts = await conn.fetchrow(
+            "SELECT count(*) AS n, count(*) FILTER (WHERE channel = 'push' AND status = 'pending') AS push_pending, "
+            "count(*) FILTER (WHERE status = 'pending') AS pending FROM outbox")
+        out = []
+        for label, ddl in (("as written", None), ("with CREATE INDEX ON outbox (id) WHERE channel='push' AND status='pending'",
+                           "CREATE INDEX bench_outbox_push_pending ON outbox (id) WHERE channel = 'push' AND status = 'pending'")):
+            best = float("inf")
+            tr = conn.transaction()
+            await tr.start()
+            try:
+                if ddl:
+                    await conn.execute(ddl)
+                    await conn.execute("ANALYZE outbox")
+                for _ in range(5):
+                    sp = conn.transaction()
+                    await sp.start()
+                    plan = json.loads(await conn.fetchval(sql))[0]
+                    await sp.rollback()
+                    best = min(best, plan["Execution Time"])
+            finally:
+                await tr.rollback()
+            out.append(f"{best:.2f} ms {label}")
+        return (f"relay claim on the outbox left by the run ({counts['n']} rows, {counts['pending']} pending of which "
+                f"{counts['push_pending']} push; best of 5, rolled back): " + "; ".join(out))
+    finally:
+        await conn.close()
+
+
+async def drop_baseline_tasks(url: str, ids: list[int]) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute("DELETE FROM tasks WHERE id = ANY($1)", ids)
+    finally:
+        await conn.close()
+
+
+# --- the benchmark --------------------------------------------------------------------------------------
+async def main(quick: bool) -> None:
+    seconds = 5.0 if quick else 15.0
+    warm_n = 1_000 if quick else 2_000
+    main_n = 4_000 if quick else 16_000
+    base_rows = 100_000 if quick else 300_000
+    _live.raise_nofile(4096)
+    print(f"# http_take — POST /api/v1/worker/tasks/{{id}}/take, {CONNECTIONS} keep-alive connections (wrk, 1 thread)")
+    print(f"machine: {os.cpu_count()} cores, load average at start {Path('/proc/loadavg').read_text().split()[:3]}")
+    tmp = Path(tempfile.mkdtemp(prefix="bench-http-take-"))
+    lua = tmp / "take.lua"
+    lua.write_text(LUA)
+    async with _live.fresh_database() as url:
+        t0 = time.monotonic()
+        pubs = await _live.publishers(8)
+        task_ids = await _live.publish_tasks(pubs, warm_n + main_n)
+        worker_ids = await _live.bulk_workers(url, warm_n + main_n)
+        tokens = await _live.worker_tokens(worker_ids)
+        print(f"seeded {len(task_ids)} one-slot tasks (tasks.publish) and {len(worker_ids)} workers in {time.monotonic() - t0:.1f} s")
+        write_pairs(tmp / "warm.txt", task_ids[:warm_n], tokens[:warm_n])
+        write_pairs(tmp / "main.txt", task_ids[warm_n:], tokens[warm_n:])
+        from models import db
+
+        await db.close_db()  # the bench process holds no connection while the servers run
+
+        server = ServerProcess.market(url, workers=2)
+        try:
+            await server.start()
+            pids = server.all_pids()
+            warm = await asyncio.to_thread(run_wrk, server.base, tmp / "warm.txt", lua, 2, pids)
+            print(warm.line("ours, warm-up (2 s)"))
+            run_s = min(seconds, 0.8 * main_n / max(warm.rate, 1.0))
+            ours = await asyncio.to_thread(run_wrk, server.base, tmp / "main.txt", lua, run_s, pids)
+            print(ours.line("ours"))
+            print("   " + ours.cpu.text())
+        finally:
+            server.stop()
+        print("server log tail (errors only):", [l for l in server.tail(200).splitlines() if "Error" in l or "Traceback" in l][:5] or "none")
+
+        from models import db as _db
+
+        await _db.init_db(f"{url}?maxsize=4", migrate=False)
+        placed = await _db.fetch_one("SELECT count(*) AS n FROM orders")
+        print(f"orders in the database: {placed['n']} (201 responses: {warm.ok + ours.ok}); ledger audit: {await _live.books_are_clean()}")
+        await _db.close_db()
+
+        print(await explain_relay_claim(url))
+
+        base_ids = await copy_tasks_for_baseline(url, task_ids[0], base_rows)
+        write_pairs(tmp / "bwarm.txt", base_ids[:base_rows // 5], tokens)
+        write_pairs(tmp / "bmain.txt", base_ids[base_rows // 5:], tokens * (base_rows // len(tokens) + 1))
+        port = _live.free_port()
+        env = dict(os.environ, BASELINE_DSN=url, PORT=str(port))
+        baseline = ServerProcess([sys.executable, "-m", "bench.http_take", "--serve-baseline"], env, port, "baseline-take")
+        try:
+            await baseline.start()
+            pids = baseline.all_pids()
+            bwarm = await asyncio.to_thread(run_wrk, baseline.base, tmp / "bwarm.txt", lua, 2, pids)
+            print(bwarm.line("baseline, warm-up (2 s)"))
+            base = await asyncio.to_thread(run_wrk, baseline.base, tmp / "bmain.txt", lua, ours.seconds, pids)
+            print(base.line("baseline"))
+            print("   " + base.cpu.text())
+        finally:
+            baseline.stop()
+        await drop_baseline_tasks(url, base_ids)
+
+    ratio = ours.rate / base.rate if base.rate else float("nan")
+    print()
+    print("| | takes/s | p50 ms | p99 ms |")
+    print("|---|---:|---:|---:|")
+    print(f"| ours (real server, 2 workers) | {ours.rate:.0f} | {ours.lat['50']:.1f} | {ours.lat['99']:.1f} |")
+    print(f"| baseline (Sanic + asyncpg, UPDATE only) | {base.rate:.0f} | {base.lat['50']:.1f} | {base.lat['99']:.1f} |")
+    print(f"ratio ours / baseline = {ratio:.2f} (target ≥ {TARGET}) → {'MET' if ratio >= TARGET else 'NOT MET'}")
+    print(f"server CPU per take: ours {1000 * ours.cpu.used['server'] / max(ours.ok, 1):.2f} ms, baseline {1000 * base.cpu.used['server'] / max(base.ok, 1):.2f} ms; "
+          f"wrk CPU: ours {ours.cpu.used['wrk'] / ours.cpu.seconds:.2f} cores, baseline {base.cpu.used['wrk'] / base.cpu.seconds:.2f} cores")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(prog="python -m bench.http_take")
+    parser.add_argument("--quick", action="store_true", help="fewer tasks, 5 s runs")
+    parser.add_argument("--serve-baseline", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve_baseline:
+        serve_baseline()
+    else:
+        asyncio.run(main(args.quick))
