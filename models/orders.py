@@ -366,6 +366,10 @@ async def _refusal(order_id: int, event: OrderEvent, actor: Actor) -> DomainErro
     current = await settle_due(await Order.get(id=order_id))
     if current.status == SOURCE[event]:
         return DeadlinePassed(status=current.status.value)
+    timer = TIMER_EVENTS.get(SOURCE[event])
+    if timer is not None and (deadline := getattr(current, timer[1])) is not None and deadline <= clock.now():
+        # Too late: the source state's deadline has passed (and its timer has been applied).
+        return DeadlinePassed(f"The time for '{event.value}' ran out at {deadline.isoformat()}.", status=current.status.value)
     if event in (E.ARBITRATE_WORKER, E.ARBITRATE_PUBLISHER) and current.status in FINAL_STATES:
         return AlreadyDecided(status=current.status.value)
     return InvalidTransition(

@@ -59,7 +59,11 @@ async def create(user_id: int, amount_fen: int, *, request_id: str, ttl_s: int =
         raise InvalidInput(f"amount_fen must be a whole number from {MIN_RECHARGE_FEN} to {MAX_RECHARGE_FEN}.", field="amount_fen")
     if not isinstance(request_id, str) or not 1 <= len(request_id.strip()) <= 64:
         raise InvalidInput("request_id is required (1–64 characters).", field="request_id")
-    user = await User.get(id=user_id)
+    user = await User.get_or_none(id=user_id)
+    if user is None:
+        from models.errors import UserNotFound
+
+        raise UserNotFound()
     if user.end != End.PUBLISHER:
         raise WrongEnd()
     if user.banned:

@@ -183,7 +183,7 @@ async def publish(
     if request_id is not None:
         earlier = await Task.get_or_none(publisher_id=publisher_id, request_id=request_id)
         if earlier is not None:
-            return earlier
+            return _same_request(earlier, title, unit_price_fen, quantity)
 
     fee_fen = s.fee_fen(unit_price_fen)
     try:
@@ -191,7 +191,16 @@ async def publish(
     except IntegrityError:  # the same request_id raced itself: the first one won
         if request_id is None:
             raise
-        return await Task.get(publisher_id=publisher_id, request_id=request_id)
+        return _same_request(await Task.get(publisher_id=publisher_id, request_id=request_id), title, unit_price_fen, quantity)
+
+
+def _same_request(earlier: Task, title: str, unit_price_fen: int, quantity: int) -> Task:
+    """A repeated request_id returns the first task, if it really is the same request."""
+    if (earlier.title, earlier.unit_price_fen, earlier.quantity) != (title, unit_price_fen, quantity):
+        from models.errors import IdempotencyConflict
+
+        raise IdempotencyConflict()
+    return earlier
 
 
 async def _publish(publisher, s, title, instructions, attachment_kind, attachment, unit_price_fen, fee_fen, quantity, request_id) -> Task:

@@ -193,6 +193,12 @@ async def _pay_out(w: Withdrawal) -> None:
 
 
 async def _give_back(w: Withdrawal) -> None:
+    # Money that never left does not count against the day's cap (if it is still that day).
+    await db.execute(
+        "UPDATE users SET withdrawn_today_fen = withdrawn_today_fen - $1 "
+        "WHERE id = $2 AND withdraw_day = $3 AND withdrawn_today_fen >= $1",
+        w.amount_fen, w.user_id, market_day(w.created_at),
+    )
     await ledger.post(
         f"withdrawal:{w.id}:return",
         EntryKind.WITHDRAW_RETURNED,

@@ -200,7 +200,7 @@ async def test_a_worker_who_submits_after_the_countdown_finds_the_order_already_
     money = await balances(**c.people())
     with pytest.raises(DomainError) as refused:
         await orders.submit(order.id, c.bob.id, proof_text="late")
-    assert refused.value.code == "invalid_transition"
+    assert refused.value.code == "deadline_passed"
     assert refused.value.details["status"] == S.AWAITING_REVIEW.value
     after = await Order.get(id=order.id)
     assert after.status == S.AWAITING_REVIEW and after.finished_by is None
@@ -219,7 +219,7 @@ async def test_a_worker_cannot_abandon_after_the_countdown(database):
     advance_to(order.submit_deadline_at)
     with pytest.raises(DomainError) as refused:
         await orders.abandon(order.id, c.bob.id)
-    assert refused.value.code == "invalid_transition"
+    assert refused.value.code == "deadline_passed"
     assert (await Order.get(id=order.id)).status == S.AWAITING_REVIEW
 
 
@@ -235,7 +235,7 @@ async def test_a_publisher_who_acts_after_the_review_window_finds_it_auto_approv
             await orders.approve(order.id, c.alice.id)
         else:
             await orders.reject(order.id, c.alice.id, reason="too late to say")
-    assert refused.value.code == "invalid_transition"
+    assert refused.value.code == "deadline_passed"
     assert refused.value.details["status"] == S.COMPLETED.value
     after = await Order.get(id=order.id)
     assert (after.status, after.finished_by, after.finished_at) == (S.COMPLETED, "review_timeout", order.review_deadline_at)
@@ -254,7 +254,7 @@ async def test_a_worker_who_answers_a_rejection_after_the_appeal_window_finds_it
             await orders.appeal(order.id, c.bob.id, reason="please look again")
         else:
             await orders.accept_rejection(order.id, c.bob.id)
-    assert refused.value.code == "invalid_transition"
+    assert refused.value.code == "deadline_passed"
     assert refused.value.details["status"] == S.FAILED.value
     after = await Order.get(id=order.id)
     assert (after.status, after.finished_by, after.appeal_reason) == (S.FAILED, "appeal_timeout", None)
