@@ -130,7 +130,7 @@ def account_blueprint(end: End) -> Blueprint:
         await limit(request, "write", str(session.user.id))
         w = await withdrawals.request(session.user.id, body.amount_fen, request_id=body.request_id)
         poke_relay(request)
-        return json(withdrawal_view(w), status=201)
+        return json(_withdrawal(request, session, w), status=201)
 
     @bp.get("/withdrawals")
     @doc("My withdrawals, newest first", tag=tag, ok=V.PAGE_WITHDRAWALS, errors=(400, 401, 403),
@@ -141,13 +141,13 @@ def account_blueprint(end: End) -> Blueprint:
         q = Withdrawal.filter(user_id=session.user.id)
         if cursor:
             q = q.filter(id__lt=cursor)
-        return json(page([withdrawal_view(w) for w in await q.order_by("-id").limit(n)], n))
+        return json(page([_withdrawal(request, session, w) for w in await q.order_by("-id").limit(n)], n))
 
     @bp.get("/withdrawals/<withdrawal_id:int>")
-    @doc("One of my withdrawals (package_info is set when WeChat needs my confirmation)", tag=tag, ok=V.WITHDRAWAL, errors=(401, 403, 404))
+    @doc("One of my withdrawals ('transfer' holds the wx.requestMerchantTransfer arguments while WeChat waits for my confirmation)", tag=tag, ok=V.WITHDRAWAL, errors=(401, 403, 404))
     @require(end)
     async def withdrawal_detail(request: Request, session: Session, withdrawal_id: int):
-        return json(withdrawal_view(await withdrawals.get_withdrawal(withdrawal_id, user_id=session.user.id)))
+        return json(_withdrawal(request, session, await withdrawals.get_withdrawal(withdrawal_id, user_id=session.user.id)))
 
     @bp.get("/invitations")
     @doc("My invite code, share scene, invitees and what each earned me", tag=tag, ok=V.INVITATIONS, errors=(401, 403))
@@ -205,6 +205,20 @@ def account_blueprint(end: End) -> Blueprint:
         return raw(data, content_type=record.content_type, headers={"Cache-Control": "private, max-age=3600", "X-Content-Type-Options": "nosniff"})
 
     return bp
+
+
+def _withdrawal(request: Request, session: Session, w) -> dict:
+    """The withdrawal view plus, while WeChat waits for the user's confirmation, the arguments of
+    wx.requestMerchantTransfer."""
+    view = withdrawal_view(w)
+    view["transfer"] = None
+    if w.package_info and w.status.value == "paying":
+        cfg = request.app.ctx.wechat_config
+        view["transfer"] = {
+            "mchId": cfg.pay.mchid, "appId": cfg.app(session.end.value).appid,
+            "package": w.package_info, "openId": session.user.openid,
+        }
+    return view
 
 
 def _dt(value):

@@ -27,7 +27,8 @@ USER = obj(id=INT, end=STR, nickname=STR, invite_code=STR, inviter_id={"type": "
 LOGIN = obj(token=STR, expires_at=TS, created={"type": "boolean"}, user=USER)
 WALLET = obj(available_fen=INT, withdrawing_fen=INT, total_earned_fen=INT, referral_earned_fen=INT, total_recharged_fen=INT, total_spent_fen=INT)
 POSTING = obj(id=INT, at=TS, account=STR, kind=STR, amount_fen=INT, balance_after_fen=INT, task_id={"type": "integer", "nullable": True}, order_id={"type": "integer", "nullable": True}, memo=NSTR)
-WITHDRAWAL = obj(id=INT, request_id=STR, amount_fen=INT, fee_fen=INT, payout_fen=INT, status=STR, method=NSTR, reason=NSTR, package_info=NSTR, created_at=TS, decided_at=TS, finished_at=TS)
+TRANSFER = {**obj(mchId=STR, appId=STR, package=STR, openId=STR), "nullable": True}
+WITHDRAWAL = obj(id=INT, request_id=STR, amount_fen=INT, fee_fen=INT, payout_fen=INT, status=STR, method=NSTR, reason=NSTR, package_info=NSTR, transfer=TRANSFER, created_at=TS, decided_at=TS, finished_at=TS)
 INVITATIONS = obj(
     invite_code=STR, scene=STR, share_path=STR, referral_earned_fen=INT,
     invitees={"type": "array", "items": obj(id=INT, nickname=STR, joined_at=TS, earned_fen=INT)},
