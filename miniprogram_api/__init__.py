@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 from sanic import Sanic
+from sanic_ext import openapi
+
+from models.errors import NotFound, OrderNotFound, RechargeNotFound, TaskNotFound, WithdrawalNotFound
 
 from models.users import End
+
+
+NOT_FOUND = {"order_id": OrderNotFound, "task_id": TaskNotFound, "withdrawal_id": WithdrawalNotFound, "recharge_id": RechargeNotFound}
 
 
 def install(app: Sanic) -> None:
@@ -18,3 +24,11 @@ def install(app: Sanic) -> None:
     app.blueprint(worker.bp)
     app.blueprint(publisher.bp)
     app.blueprint(ws.bp)
+    openapi.exclude(bp=ws.bp)  # the WebSocket is documented in docs/api.md, not as a GET
+
+    @app.on_request
+    async def ids_in_range(request):
+        """A path id no row can have (the columns are BIGINT) is simply not found, never a 500."""
+        for name, value in (request.match_info or {}).items():
+            if name.endswith("_id") and isinstance(value, int) and not 1 <= value < 2**63:
+                raise NOT_FOUND.get(name, NotFound)()

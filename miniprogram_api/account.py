@@ -173,6 +173,7 @@ def account_blueprint(end: End) -> Blueprint:
     @doc(
         "Upload an image (multipart field 'file'): proof, appeal evidence or task attachment", tag=tag, ok=V.UPLOAD,
         ok_status=201, errors=(400, 401, 403, 413, 429),
+        body_content={"multipart/form-data": {"type": "object", "required": ["file"], "properties": {"file": {"type": "string", "format": "binary"}}}},
         description="PNG, JPEG, GIF or WebP, checked by content, at most 5 MB. Returns a ref to put in proof_image, "
         "evidence or attachment.",
     )
@@ -193,7 +194,10 @@ def account_blueprint(end: End) -> Blueprint:
         return json({"ref": record.ref, "content_type": content_type, "size_bytes": len(data)}, status=201)
 
     @bp.get("/uploads/<ref:str>")
-    @doc("An uploaded image, if I may see it", tag=tag, ok={"type": "string", "format": "binary"}, errors=(401, 403, 404))
+    @doc(
+        "An uploaded image, if I may see it", tag=tag, errors=(401, 403, 404),
+        ok_content={t: {"type": "string", "format": "binary"} for t in ("image/png", "image/jpeg", "image/gif", "image/webp")},
+    )
     @require(end)
     async def download(request: Request, session: Session, ref: str):
         if not await uploads.may_view(ref, session.user):

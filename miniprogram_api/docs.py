@@ -72,6 +72,8 @@ def doc(
     secured: bool = True,
     description: str | None = None,
     params: tuple[tuple[str, str, str], ...] = (),
+    body_content: dict[str, Any] | None = None,
+    ok_content: dict[str, Any] | None = None,
 ):
     """Decorate a handler with its complete OpenAPI description."""
 
@@ -79,24 +81,33 @@ def doc(
         decorators = [
             openapi.summary(summary),
             openapi.tag(tag),
-            openapi.response(ok_status, {"application/json": ok or {"type": "object"}}, "success"),
+            openapi.response(ok_status, ok_content or {"application/json": ok or {"type": "object"}}, "success"),
         ]
         if description:
             decorators.append(openapi.description(description))
         if body is not None:
             decorators.append(openapi.body({"application/json": _schema(body)}, required=True))
+        if body_content is not None:
+            decorators.append(openapi.body(body_content, required=True))
         for status in errors:
             decorators.append(openapi.response(status, {"application/json": ERROR_REF}, STATUS_TEXT[status]))
         if secured:
             decorators.append(openapi.secured("token"))
         for name, kind, text in params:
-            schema = {"integer": int, "string": str}[kind]
-            decorators.append(openapi.parameter(name, schema, "query", description=text))
+            decorators.append(openapi.parameter(name, QUERY_SCHEMAS.get(name, {"integer": int, "string": str}[kind]), "query", description=text))
         for d in reversed(decorators):
             handler = d(handler)
         return handler
 
     return decorate
+
+
+QUERY_SCHEMAS: dict[str, Any] = {
+    "limit": {"type": "integer", "minimum": 1, "maximum": 50, "default": 20},
+    "cursor": {"type": "integer", "format": "int64", "minimum": 1},
+    "min_price_fen": {"type": "integer", "minimum": 0},
+    "max_price_fen": {"type": "integer", "minimum": 0},
+}
 
 
 def obj(**props: Any) -> dict[str, Any]:

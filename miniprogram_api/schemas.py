@@ -33,12 +33,12 @@ class PublishIn(Strict):
 
 class SubmitIn(Strict):
     proof_text: Optional[str] = Field(None, max_length=2000)
-    proof_image: Optional[str] = Field(None, max_length=64, description="an upload ref")
+    proof_image: Optional[str] = Field(None, max_length=40, description="an upload ref")
 
 
 class AppealIn(Strict):
     reason: str = Field(min_length=1, max_length=500)
-    evidence: Optional[str] = Field(None, max_length=64, description="an upload ref")
+    evidence: Optional[str] = Field(None, max_length=40, description="an upload ref")
 
 
 class RejectIn(Strict):

@@ -7,6 +7,7 @@ guessable number.
 
 from __future__ import annotations
 
+import re
 import secrets
 
 from tortoise import fields
@@ -14,6 +15,7 @@ from tortoise.models import Model
 
 from models import clock
 
+REF_PATTERN = re.compile(r"^up_[A-Za-z0-9_-]{1,37}$")  # what record() makes; fits the column
 IMAGE_TYPES = {"image/png": "png", "image/jpeg": "jpg", "image/gif": "gif", "image/webp": "webp"}
 MAX_UPLOAD_BYTES = 5 * 1024 * 1024
 
@@ -57,7 +59,7 @@ async def owned_ref(ref: str | None, owner_id: int) -> str | None:
 
     if ref is None:
         return None
-    if not await Upload.exists(ref=ref, owner_id=owner_id):
+    if not REF_PATTERN.match(ref) or not await Upload.exists(ref=ref, owner_id=owner_id):
         raise InvalidInput("The image must be one of your uploads.", field="image")
     return ref
 
@@ -69,6 +71,8 @@ async def may_view(ref: str, user) -> bool:
     from models.tasks import Task
     from tortoise.expressions import Q
 
+    if not REF_PATTERN.match(ref):
+        return False
     upload = await Upload.get_or_none(ref=ref)
     if upload is None:
         return False

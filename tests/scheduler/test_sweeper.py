@@ -320,7 +320,7 @@ async def test_a_late_person_gets_the_timer_outcome_not_their_own(database):
     alice, [o] = await submitted()
     advance_to(o.review_deadline_at, plus_s=1)
 
-    with pytest.raises(orders.InvalidTransition) as refused:
+    with pytest.raises(orders.DeadlinePassed) as refused:
         await orders.reject(o.id, alice.id, reason="too late")
 
     assert refused.value.details["status"] == "completed"
