@@ -26,6 +26,7 @@ MODEL_MODULES = [
     "models.outbox",
     "models.audit",
     "models.uploads",
+    "models.operators",
 ]
 
 _PLACEHOLDER = re.compile(r"\$(\d+)")

@@ -71,6 +71,8 @@ def create_app(config: Config | None = None, *, manage_db: bool = True) -> Sanic
 
     miniprogram_api.install(app)
 
+    from server import admin; admin.install(app)  # noqa: E702  the admin web panel at /admin (SPEC §6)
+
     if manage_db:
 
         @app.main_process_start

@@ -99,6 +99,7 @@ def database_template(tmp_path_factory):
 TABLES = (
     "postings", "journal_entries", "referral_rewards", "orders", "tasks", "withdrawals", "recharges",
     "accounts", "outbox", "audit_log", "market_settings", "uploads", "users",
+    "operators", "operator_login_throttle",
 )
 
 
@@ -106,6 +107,9 @@ TABLES = (
 async def database(database_template, tmp_path):
     """A connected, empty, seeded database for one test; yields its URL."""
     clock.reset()
+    from scheduler import sweeper
+
+    sweeper._task_backoff.clear()  # ids restart with every test's empty tables
     if USE_POSTGRES:
         url = f"{database_template}?maxsize=40"
         await Tortoise.init(config=db.tortoise_config(url))

@@ -1,0 +1,27 @@
+"""The panel's Jinja2 environment (rendered through sanic-ext's `render`): its own template folder,
+autoescaping on, and the filters that turn stored units into what people read."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+from server.admin import units
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+STATIC = Path(__file__).resolve().parent / "static"
+
+ENV = Environment(
+    loader=FileSystemLoader(str(TEMPLATES)),
+    autoescape=select_autoescape(["html"]),
+    enable_async=True,  # sanic-ext renders with render_async (TEMPLATING_ENABLE_ASYNC defaults to on)
+    undefined=StrictUndefined,  # a typo in a template fails its route test instead of showing nothing
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+ENV.filters["yuan"] = units.yuan
+ENV.filters["local"] = units.local
+ENV.filters["percent"] = lambda bp: units.percent_plain(bp) + " %"
+ENV.filters["minutes"] = units.minutes_plain
+ENV.filters["val"] = lambda v: getattr(v, "value", v)
