@@ -265,7 +265,20 @@ LIVE_ORDER_STATES = ("in_progress", "awaiting_review", "rejected", "appealing")
 
 
 async def audit() -> AuditReport:
-    """Prove the books: every check below must hold at any moment between transactions."""
+    """Prove the books: every check below must hold at any moment between transactions.
+
+    All checks read one snapshot (REPEATABLE READ on PostgreSQL, one read transaction on SQLite),
+    so a transition committing half-way through the audit cannot make it report a false problem.
+    """
+    from tortoise.transactions import in_transaction
+
+    async with in_transaction():
+        if db.is_postgres():
+            await db.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        return await _audit()
+
+
+async def _audit() -> AuditReport:
     r = AuditReport()
 
     async def check(name: str, sql: str, describe, *args) -> None:
@@ -368,7 +381,7 @@ async def adjust(user_id: int, amount_fen: int, *, operator_id: int, reason: str
     key = f"adjustment:{request_id}"
     existing = await JournalEntry.get_or_none(key=key)
     if existing is not None:
-        return existing.id
+        return await _same_adjustment(existing.id, user_id, amount_fen)
     try:
         async with in_transaction():
             entry = await post(
@@ -383,4 +396,17 @@ async def adjust(user_id: int, amount_fen: int, *, operator_id: int, reason: str
             await audit.record("operator", operator_id, "ledger.adjust", "user", user_id, data={"amount_fen": amount_fen, "entry_id": entry}, reason=reason.strip())
         return entry
     except DuplicateEntry:
-        return (await JournalEntry.get(key=key)).id
+        return await _same_adjustment((await JournalEntry.get(key=key)).id, user_id, amount_fen)
+
+
+async def _same_adjustment(entry_id: int, user_id: int, amount_fen: int) -> int:
+    """A repeated request_id returns the first entry, if it really is the same adjustment."""
+    from models.errors import IdempotencyConflict
+
+    row = await db.fetch_one(
+        "SELECT p.amount_fen FROM postings p JOIN accounts a ON a.id = p.account_id WHERE p.entry_id = $1 AND a.code = $2",
+        entry_id, user_account(user_id),
+    )
+    if row is None or row["amount_fen"] != amount_fen:
+        raise IdempotencyConflict()
+    return entry_id

@@ -31,7 +31,7 @@ from enum import StrEnum
 
 from tortoise import fields
 from tortoise.exceptions import IntegrityError
-from tortoise.expressions import F
+from tortoise.expressions import F, Q
 from tortoise.models import Model
 
 from models import audit, clock
@@ -216,50 +216,69 @@ def _retry_after(until: dt.datetime, now: dt.datetime) -> int:
 
 
 async def login(username: str, password: str, *, ip: str) -> Operator:
-    """The operator for these credentials, or BadCredentials / LoginLocked (see the module doc)."""
+    """The operator for these credentials, or BadCredentials / LoginLocked (see the module doc).
+
+    Each attempt is counted *before* the (slow, threaded) password check, with conditional updates,
+    so a burst of parallel guesses cannot all pass the lock check before the first failure is
+    recorded: at most USER_MAX_FAILURES attempts per username and IP_MAX_FAILURES per address can
+    be in flight or failed within their windows. A success gives its attempts back.
+    """
     now = clock.now()
     ip_key = f"ip:{ip}"[:80]
-    throttle = await LoginThrottle.get_or_none(key=ip_key)
-    if throttle is not None and throttle.locked_until is not None and throttle.locked_until > now:
-        raise LoginLocked(_retry_after(throttle.locked_until, now))
+    await _reserve_ip_attempt(ip_key, now)
     name = normalize_username(username)[:64]
     op = await Operator.get_or_none(username=name) if name else None
-    if op is not None and op.locked_until is not None and op.locked_until > now:
-        raise LoginLocked(_retry_after(op.locked_until, now))
+    if op is not None:
+        reserved = await Operator.filter(
+            Q(locked_until__isnull=True) | Q(locked_until__lte=now), id=op.id, failed_logins__lt=USER_MAX_FAILURES
+        ).update(failed_logins=F("failed_logins") + 1)
+        if reserved != 1:
+            fresh = await Operator.get(id=op.id)
+            locked = fresh.locked_until is not None and fresh.locked_until > now
+            raise LoginLocked(_retry_after(fresh.locked_until, now) if locked else 1)
     good = await asyncio.to_thread(verify_password, password or "", op.password_hash if op else _dummy())
     if op is None or not good or not op.active:
-        await _count_failure(op, ip_key, name, now)
+        await _count_failure(op, now)
         raise BadCredentials()
     values = {"failed_logins": 0, "locked_until": None, "last_login_at": now}
     if needs_rehash(op.password_hash):
         values["password_hash"] = await asyncio.to_thread(hash_password, password)
     await Operator.filter(id=op.id).update(**values)
+    await LoginThrottle.filter(key=ip_key, failures__gt=0).update(failures=F("failures") - 1)
     await audit.record("operator", op.id, "operator.login", "operator", op.id, data={"ip": ip})
     return await Operator.get(id=op.id)
 
 
-async def _count_failure(op: Operator | None, ip_key: str, name: str, now: dt.datetime) -> None:
+async def _reserve_ip_attempt(ip_key: str, now: dt.datetime) -> None:
+    """Count one attempt from this address in its window (a fixed window started by its first
+    attempt); refuse when the address is locked or has used up its attempts."""
+    window_start = now - dt.timedelta(seconds=IP_WINDOW_S)
+    counted = await LoginThrottle.filter(
+        Q(locked_until__isnull=True) | Q(locked_until__lte=now),
+        key=ip_key, window_started_at__gt=window_start, failures__lt=IP_MAX_FAILURES,
+    ).update(failures=F("failures") + 1)
+    if counted:
+        return
+    row = await LoginThrottle.get_or_none(key=ip_key)
+    if row is not None and row.locked_until is not None and row.locked_until > now:
+        raise LoginLocked(_retry_after(row.locked_until, now))
+    if row is not None and row.window_started_at > window_start:  # attempts used up in this window
+        await LoginThrottle.filter(key=ip_key).update(failures=0, window_started_at=now, locked_until=clock.after(now, IP_LOCKOUT_S))
+        await audit.record("system", None, "operator.ip_locked", "operator", None, data={"ip": ip_key[3:]})
+        raise LoginLocked(IP_LOCKOUT_S)
+    try:  # no row yet, or its window is over: a new window starts with this attempt
+        if row is None:
+            await LoginThrottle.create(key=ip_key, failures=1, window_started_at=now)
+        else:
+            await LoginThrottle.filter(key=ip_key).update(failures=1, window_started_at=now, locked_until=None)
+    except IntegrityError:  # a concurrent first attempt created it
+        await LoginThrottle.filter(key=ip_key).update(failures=F("failures") + 1)
+
+
+async def _count_failure(op: Operator | None, now: dt.datetime) -> None:
+    """The attempt was counted when reserved; lock the username once it has used up its attempts."""
     if op is not None:
-        await Operator.filter(id=op.id).update(failed_logins=F("failed_logins") + 1)
         failures = (await Operator.get(id=op.id)).failed_logins
         if failures >= USER_MAX_FAILURES:
             await Operator.filter(id=op.id).update(failed_logins=0, locked_until=clock.after(now, USER_LOCKOUT_S))
             await audit.record("system", None, "operator.locked", "operator", op.id, data={"failures": failures})
-    # Per address: a fixed window started by its first failure.
-    window_start = now - dt.timedelta(seconds=IP_WINDOW_S)
-    n = await LoginThrottle.filter(key=ip_key, window_started_at__gt=window_start).update(failures=F("failures") + 1)
-    if n == 0:
-        try:
-            row = await LoginThrottle.get_or_none(key=ip_key)
-            if row is None:
-                await LoginThrottle.create(key=ip_key, failures=1, window_started_at=now)
-            else:
-                await LoginThrottle.filter(key=ip_key).update(failures=1, window_started_at=now)
-        except IntegrityError:  # a concurrent first failure created it
-            await LoginThrottle.filter(key=ip_key).update(failures=F("failures") + 1)
-    row = await LoginThrottle.get(key=ip_key)
-    if row.failures >= IP_MAX_FAILURES:
-        await LoginThrottle.filter(key=ip_key).update(
-            failures=0, window_started_at=now, locked_until=clock.after(now, IP_LOCKOUT_S)
-        )
-        await audit.record("system", None, "operator.ip_locked", "operator", None, data={"ip": ip_key[3:], "username": name[:32]})

@@ -10,7 +10,6 @@ wait on.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from enum import StrEnum
 
 from tortoise import fields
@@ -48,37 +47,53 @@ class ReferralReward(Model):
 async def settle(batch: int = 500, inviter_id: int | None = None) -> int:
     """Move up to `batch` unsettled rewards to their inviters. Returns how many were settled.
 
+    Each inviter is settled in its own transaction, so one transaction touches only the payable
+    shards of that inviter's rewards and the inviter's account, locked in code order by
+    `ledger.post` — the same order an order completion uses (platform shards, then user accounts).
+    Settling several inviters in one transaction would lock one inviter's account before another
+    inviter's shards and deadlock with completions and with a concurrent settle.
+
     Each reward leaves the payable shard it was credited to (picked by its order id). The rewards
-    are claimed with FOR UPDATE SKIP LOCKED on PostgreSQL, so several settlers never
-    take the same rows; the entry key names the first reward of the group, so a group can only be
-    paid once even if two settlers somehow raced.
+    are claimed with FOR UPDATE SKIP LOCKED on PostgreSQL, so several settlers never take the same
+    rows; the entry key names the first reward of the group, so a group can only be paid once.
     """
+    sql = "SELECT DISTINCT inviter_id FROM referral_rewards WHERE settled_entry_id IS NULL"
+    args: list = []
+    if inviter_id is not None:
+        sql += " AND inviter_id = $1"
+        args.append(inviter_id)
+    inviters = [r["inviter_id"] for r in await db.fetch(sql + f" LIMIT {int(batch)}", *args)]
+    settled = 0
+    for inviter in sorted(inviters):
+        if settled >= batch:
+            break
+        settled += await _settle_inviter(inviter, batch - settled)
+    return settled
+
+
+async def _settle_inviter(inviter: int, limit: int) -> int:
     async with in_transaction():
-        sql = "SELECT id, inviter_id, order_id, amount_fen FROM referral_rewards WHERE settled_entry_id IS NULL"
-        args: list = []
-        if inviter_id is not None:
-            sql += " AND inviter_id = $1"
-            args.append(inviter_id)
-        sql += f" ORDER BY id LIMIT {int(batch)}"
+        sql = (
+            "SELECT id, order_id, amount_fen FROM referral_rewards WHERE settled_entry_id IS NULL AND inviter_id = $1 "
+            f"ORDER BY id LIMIT {int(limit)}"
+        )
         if db.is_postgres():
             sql += " FOR UPDATE SKIP LOCKED"
-        rows = await db.fetch(sql, *args)
-        by_inviter: dict[int, list[dict]] = defaultdict(list)
-        for row in rows:
-            by_inviter[row["inviter_id"]].append(row)
+        rewards = await db.fetch(sql, inviter)
+        if not rewards:
+            return 0
+        ids = [r["id"] for r in rewards]
+        total = sum(r["amount_fen"] for r in rewards)
+        entry = await ledger.post(
+            f"referral:{inviter}:{ids[0]}",
+            EntryKind.REFERRAL_SETTLE,
+            [Leg(ledger.platform_account(AccountKind.REFERRAL_PAYABLE, r["order_id"]), -r["amount_fen"]) for r in rewards]
+            + [Leg(ledger.user_account(inviter), total)],
+            memo=f"{len(ids)} referral rewards",
+        )
+        await ReferralReward.filter(id__in=ids).update(settled_entry_id=entry)
         out = Pending()
-        for inviter, rewards in sorted(by_inviter.items()):
-            ids = [r["id"] for r in rewards]
-            total = sum(r["amount_fen"] for r in rewards)
-            entry = await ledger.post(
-                f"referral:{inviter}:{ids[0]}",
-                EntryKind.REFERRAL_SETTLE,
-                [Leg(ledger.platform_account(AccountKind.REFERRAL_PAYABLE, r["order_id"]), -r["amount_fen"]) for r in rewards]
-                + [Leg(ledger.user_account(inviter), total)],
-                memo=f"{len(ids)} referral rewards",
-            )
-            await ReferralReward.filter(id__in=ids).update(settled_entry_id=entry)
-            out.push("wallet.changed", {"reason": "referral_rewards", "amount_fen": total}, inviter)
-            await audit.record("system", None, "referral.settle", "user", inviter, data={"rewards": len(ids), "amount_fen": total})
+        out.push("wallet.changed", {"reason": "referral_rewards", "amount_fen": total}, inviter)
         await out.write()
-    return len(rows)
+        await audit.record("system", None, "referral.settle", "user", inviter, data={"rewards": len(ids), "amount_fen": total})
+    return len(ids)

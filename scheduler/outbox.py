@@ -137,8 +137,13 @@ def _outcome_unknown(exc: Retryable) -> bool:
     """True when the request may have reached WeChat: a read timeout or a connection dropped after
     sending. A refused/failed connection, or an errcode WeChat answered, means it was not sent."""
     cause = exc.__cause__
+    if isinstance(cause, WeChatClientException) and cause.errcode is None:
+        # An HTTP error with no errcode: a 502/504 from WeChat's gateway may come after the backend
+        # took the message; only a 429 or a 503 says it was turned away.
+        status = getattr(getattr(cause, "response", None), "status_code", None)
+        return status not in (429, 503)
     if cause is None or isinstance(cause, WeChatClientException):
-        return False  # WeChat answered (an errcode or an HTTP error status): definitely not sent
+        return False  # WeChat answered with an errcode: definitely not sent
     if isinstance(cause, (requests.ConnectTimeout,)):
         return False
     if isinstance(cause, requests.ConnectionError) and not isinstance(cause, requests.ReadTimeout):

@@ -124,6 +124,8 @@ def load_config(path: str | os.PathLike | None = None, env: Mapping[str, str] | 
     raw: dict[str, Any] = {}
     if path.exists():
         raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        if raw.get("secret_key"):
+            raise ConfigError(f"{path}: secret_key must not be written in a file; set MARKET_SECRET_KEY instead")
     elif env.get("MARKET_CONFIG"):
         raise ConfigError(f"MARKET_CONFIG names {path}, which does not exist")
     tree = _merge(DEFAULTS, raw)
@@ -171,9 +173,13 @@ def _build(tree: dict[str, Any]) -> Config:
 def validate(config: Config) -> None:
     from models import settings as market_settings
 
+    sandbox = bool((config.wechat or {}).get("sandbox", True))
+    if (config.production or not sandbox) and len(config.secret_key) < 32:
+        # The built-in development key is public: it may only sign sessions where all money is the
+        # sandbox's play money. Real WeChat credentials need a real key, production flag or not.
+        raise ConfigError("set MARKET_SECRET_KEY (at least 32 characters): it is required in production "
+                          "and whenever the WeChat sandbox is off")
     if config.production:
-        if len(config.secret_key) < 32:
-            raise ConfigError("production needs MARKET_SECRET_KEY (at least 32 characters)")
         if config.database_url.startswith("sqlite"):
             raise ConfigError("production needs PostgreSQL: set DATABASE_URL")
         if (config.wechat or {}).get("sandbox", True):

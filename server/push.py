@@ -166,10 +166,14 @@ class RedisBus:
                 await self._task
 
 
+# The claim is a MATERIALIZED CTE: as `WHERE id IN (SELECT ... LIMIT n FOR UPDATE SKIP LOCKED)`,
+# PostgreSQL may run the subquery more than once and claim more than n rows.
 _CLAIM = (
-    "UPDATE outbox SET status = 'sent', sent_at = $1, attempts = attempts + 1 WHERE id IN ("
-    "SELECT id FROM outbox WHERE channel = 'push' AND status = 'pending' ORDER BY id LIMIT $2{lock}) "
-    "AND status = 'pending' RETURNING id, event, user_id, payload, created_at"
+    "WITH picked AS MATERIALIZED (SELECT id FROM outbox WHERE channel = 'push' AND status = 'pending' "
+    "ORDER BY id LIMIT $2{lock}) "
+    "UPDATE outbox SET status = 'sent', sent_at = $1, attempts = attempts + 1 FROM picked "
+    "WHERE outbox.id = picked.id AND outbox.status = 'pending' "
+    "RETURNING outbox.id, outbox.event, outbox.user_id, outbox.payload, outbox.created_at"
 )
 
 
@@ -180,8 +184,28 @@ async def claim(batch: int = 500) -> list[dict[str, Any]]:
     return sorted((_event(r) for r in rows), key=lambda e: e["id"])
 
 
+REPLAY_OVERLAP_S = 30  # longer than any transaction that writes outbox rows runs
+
+
 async def replay(user_id: int, include_hall: bool, after_id: int, limit: int = REPLAY_MAX) -> list[dict[str, Any]]:
-    """The events after `after_id` this user should have seen (theirs, plus the hall's)."""
+    """The events after `after_id` this user should have seen (theirs, plus the hall's).
+
+    Ids are handed out when a transaction inserts its rows, not when it commits, so an event with a
+    smaller id can become visible after one with a larger id was delivered. The replay therefore
+    starts at the first event created up to REPLAY_OVERLAP_S before `after_id` was; clients drop
+    the events they already have by id.
+    """
+    anchor = await db.fetch_one("SELECT created_at FROM outbox WHERE id = $1", after_id) if after_id else None
+    if anchor is not None:
+        created = anchor["created_at"]
+        if isinstance(created, str):
+            created = dt.datetime.fromisoformat(created)
+        first = await db.fetch_one(
+            "SELECT MIN(id) AS id FROM outbox WHERE channel = 'push' AND id <= $1 AND created_at >= $2",
+            after_id, created - dt.timedelta(seconds=REPLAY_OVERLAP_S),
+        )
+        if first is not None and first["id"] is not None:
+            after_id = min(after_id, int(first["id"]) - 1)
     rows = await db.fetch(
         "SELECT id, event, user_id, payload, created_at FROM outbox WHERE channel = 'push' AND id > $1 "
         "AND (user_id = $2 OR (user_id IS NULL AND $3)) ORDER BY id LIMIT $4",

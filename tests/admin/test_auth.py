@@ -182,3 +182,21 @@ def test_create_owner_makes_the_first_owner_and_has_no_default_password(tmp_path
     assert main(["create-owner", "--username", "root", "--reset"]) == 0
     monkeypatch.setenv("MARKET_OWNER_PASSWORD", "short")
     assert main(["create-owner", "--username", "second"]) == 2
+
+
+@pytest.mark.asyncio
+async def test_a_burst_of_parallel_guesses_gets_no_more_tries_than_the_limit(operator):
+    import asyncio
+
+    from models.operators import BadCredentials, LoginLocked
+
+    results = await asyncio.gather(
+        *(operators.login(operator.username, f"guess-{i}-wrong", ip=f"10.0.0.{i}") for i in range(30)),
+        return_exceptions=True,
+    )
+    checked = [r for r in results if isinstance(r, BadCredentials)]
+    locked = [r for r in results if isinstance(r, LoginLocked)]
+    assert len(checked) <= operators.USER_MAX_FAILURES  # the password was tried at most this often
+    assert len(checked) + len(locked) == 30
+    with pytest.raises(LoginLocked):
+        await operators.login(operator.username, PASSWORD, ip="10.0.1.1")

@@ -473,3 +473,16 @@ async def test_a_rejected_withdrawal_gives_its_amount_back_to_the_days_cap(datab
     await withdrawals.reject(w.id, 1, reason="wrong account")
     again = await withdrawals.request(bob.id, 5_000, request_id="w3")
     assert again.status.value == "pending"
+
+
+@pytest.mark.asyncio
+async def test_an_adjustment_request_id_reused_for_another_amount_is_refused(database):
+    from models import ledger
+    from tests import personas as pp
+
+    bob = await pp.worker("bob")
+    first = await ledger.adjust(bob.id, 500, operator_id=1, reason="goodwill", request_id="adj-1")
+    assert await ledger.adjust(bob.id, 500, operator_id=1, reason="goodwill", request_id="adj-1") == first
+    with pytest.raises(DomainError) as refused:
+        await ledger.adjust(bob.id, 900, operator_id=1, reason="goodwill", request_id="adj-1")
+    assert refused.value.code == "idempotency_conflict" and await pp.available(bob) == 500

@@ -242,7 +242,7 @@ async def test_approve_racing_the_auto_approve_pays_each_order_exactly_once(data
         assert await entries(f"order:{o.id}:complete") == 1
         assert await audit_rows("order.approve", o.id) + await audit_rows("order.review_timeout", o.id) == 1
         if isinstance(approval, DomainError):  # the timer got there first: the publisher learns it
-            assert approval.code == "invalid_transition" and approval.details["status"] == "completed"
+            assert approval.code == "deadline_passed" and approval.details["status"] == "completed"
             assert o.finished_by == "review_timeout"
         else:
             assert o.finished_by == "approve"
@@ -267,7 +267,7 @@ async def test_reject_racing_the_auto_approve_either_rejects_or_pays_never_both(
     os = await fresh(os)
     for o, rejection in zip(os, rejections):
         if isinstance(rejection, DomainError):
-            assert rejection.code == "invalid_transition" and rejection.details["status"] == "completed"
+            assert rejection.code == "deadline_passed" and rejection.details["status"] == "completed"
             assert o.status == OrderStatus.COMPLETED and await entries(f"order:{o.id}:complete") == 1
             assert await p.available(o.worker_id) == PRICE
         else:
@@ -298,7 +298,7 @@ async def test_appeal_racing_the_appeal_timeout_either_appeals_or_fails_never_bo
     failed = 0
     for o, appeal in zip(await fresh(rejected), appeals):
         if isinstance(appeal, DomainError):
-            assert appeal.code == "invalid_transition" and appeal.details["status"] == "failed"
+            assert appeal.code == "deadline_passed" and appeal.details["status"] == "failed"
             assert o.status == OrderStatus.FAILED and await entries(f"order:{o.id}:fail") == 1
             failed += 1
         else:
