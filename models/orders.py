@@ -24,6 +24,7 @@ from tortoise.models import Model
 from tortoise.transactions import in_transaction
 
 from models import audit, clock, db, ledger
+from models.inputs import clean_text
 from models import settings as market_settings
 from models.errors import (
     AlreadyDecided,
@@ -456,23 +457,10 @@ def _failed(event: OrderEvent):
 
 
 # --- worker actions --------------------------------------------------------------------------------
-def _text(value: Any, name: str, max_len: int, *, required: bool) -> str | None:
-    if value is None or (isinstance(value, str) and not value.strip()):
-        if required:
-            raise InvalidInput(f"{name} is required.", field=name)
-        return None
-    if not isinstance(value, str):
-        raise InvalidInput(f"{name} must be text.", field=name)
-    value = value.strip()
-    if len(value) > max_len:
-        raise InvalidInput(f"{name} must be at most {max_len} characters.", field=name)
-    return value
-
-
 async def submit(order_id: int, worker_id: int, *, proof_text: str | None = None, proof_image: str | None = None) -> Order:
     """The worker hands in the work (optional proof) before the countdown ends."""
-    proof_text = _text(proof_text, "proof_text", TEXT_MAX, required=False)
-    proof_image = _text(proof_image, "proof_image", IMAGE_REF_MAX, required=False)
+    proof_text = clean_text(proof_text, "proof_text", TEXT_MAX, required=False)
+    proof_image = clean_text(proof_image, "proof_image", IMAGE_REF_MAX, required=False)
     order = await get_order(order_id, worker_id=worker_id)
     now = clock.now()
     review = clock.after(now, order.review_window_s)
@@ -522,8 +510,8 @@ async def accept_rejection(order_id: int, worker_id: int) -> Order:
 
 
 async def appeal(order_id: int, worker_id: int, *, reason: str, evidence: str | None = None) -> Order:
-    reason = _text(reason, "reason", REASON_MAX, required=True)
-    evidence = _text(evidence, "evidence", IMAGE_REF_MAX, required=False)
+    reason = clean_text(reason, "reason", REASON_MAX, required=True)
+    evidence = clean_text(evidence, "evidence", IMAGE_REF_MAX, required=False)
     order = await get_order(order_id, worker_id=worker_id)
     now = clock.now()
     return await _act(
@@ -545,7 +533,7 @@ async def approve(order_id: int, publisher_id: int) -> Order:
 
 
 async def reject(order_id: int, publisher_id: int, *, reason: str) -> Order:
-    reason = _text(reason, "reason", REASON_MAX, required=True)
+    reason = clean_text(reason, "reason", REASON_MAX, required=True)
     order = await get_order(order_id, publisher_id=publisher_id)
     now = clock.now()
     appeal_by = clock.after(now, order.appeal_window_s)
@@ -559,7 +547,7 @@ async def reject(order_id: int, publisher_id: int, *, reason: str) -> Order:
 # --- operator --------------------------------------------------------------------------------------
 async def arbitrate(order_id: int, operator_id: int, *, worker_wins: bool, note: str) -> Order:
     """Decide an appeal: the worker wins (flow 4) or the publisher wins (flow 5). Exactly once."""
-    note = _text(note, "note", REASON_MAX, required=True)
+    note = clean_text(note, "note", REASON_MAX, required=True)
     order = await Order.get_or_none(id=order_id)
     if order is None:
         raise OrderNotFound()

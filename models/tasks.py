@@ -17,6 +17,7 @@ from tortoise.models import Model
 from tortoise.transactions import in_transaction
 
 from models import audit, clock, db, ledger
+from models.inputs import clean_text, whole_number
 from models import settings as market_settings
 from models.errors import (
     DeadlinePassed,
@@ -122,25 +123,6 @@ def task_payload(t: Task) -> dict:
     }
 
 
-def _clean_text(value, name: str, max_len: int, *, required: bool) -> str | None:
-    if value is None or (isinstance(value, str) and not value.strip()):
-        if required:
-            raise InvalidInput(f"{name} is required.", field=name)
-        return None
-    if not isinstance(value, str):
-        raise InvalidInput(f"{name} must be text.", field=name)
-    value = value.strip()
-    if len(value) > max_len:
-        raise InvalidInput(f"{name} must be at most {max_len} characters.", field=name)
-    return value
-
-
-def _int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidInput(f"{name} must be a whole number.", field=name)
-    return value
-
-
 async def publish(
     publisher_id: int,
     *,
@@ -153,16 +135,16 @@ async def publish(
     request_id: str | None = None,
 ) -> Task:
     """Publish a task and hold q·(P+F) in escrow. A repeated `request_id` returns the first task."""
-    title = _clean_text(title, "title", TITLE_MAX, required=True)
-    instructions = _clean_text(instructions, "instructions", INSTRUCTIONS_MAX, required=True)
-    attachment = _clean_text(attachment, "attachment", ATTACHMENT_MAX, required=False)
+    title = clean_text(title, "title", TITLE_MAX, required=True)
+    instructions = clean_text(instructions, "instructions", INSTRUCTIONS_MAX, required=True)
+    attachment = clean_text(attachment, "attachment", ATTACHMENT_MAX, required=False)
     if attachment is not None and attachment_kind not in ATTACHMENT_KINDS:
         raise InvalidInput(f"attachment_kind must be one of {', '.join(ATTACHMENT_KINDS)}.", field="attachment_kind")
     if attachment is None:
         attachment_kind = None
-    unit_price_fen = _int(unit_price_fen, "unit_price_fen")
-    quantity = _int(quantity, "quantity")
-    request_id = _clean_text(request_id, "request_id", 64, required=False)
+    unit_price_fen = whole_number(unit_price_fen, "unit_price_fen")
+    quantity = whole_number(quantity, "quantity")
+    request_id = clean_text(request_id, "request_id", 64, required=False)
 
     s = await market_settings.current()
     if unit_price_fen <= 0 or not s.min_unit_price_fen <= unit_price_fen <= s.max_unit_price_fen:
