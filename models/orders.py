@@ -31,7 +31,6 @@ from models.errors import (
     AlreadyTookTask,
     DeadlinePassed,
     DomainError,
-    InvalidInput,
     InvalidTransition,
     OrderNotFound,
     OwnTask,
