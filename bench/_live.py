@@ -224,6 +224,20 @@ def environ(pid: int) -> bytes:
         return b""
 
 
+def pids_named(*names: str) -> list[int]:
+    """Every process whose command name is one of `names` (e.g. the PostgreSQL backends)."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/comm") as f:
+                    if f.read().strip() in names:
+                        out.append(int(entry))
+            except OSError:
+                continue
+    return out
+
+
 def cpu_seconds(pid: int) -> float:
     """utime + stime of one process, in seconds (0 if it is gone)."""
     try:

@@ -28,6 +28,7 @@ import asyncio
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -131,7 +132,9 @@ def run_wrk(base: str, pairs: Path, lua: Path, seconds: float, server_pids: list
     )
     try:
         time.sleep(0.05)
-        with CpuWindow({"server": server_pids, "wrk": [proc.pid]}) as cpu:
+        groups = {"server": server_pids, "wrk": [proc.pid], "postgres": _live.pids_named("postgres"),
+                  "redis": _live.pids_named("redis-server")}
+        with CpuWindow(groups) as cpu:
             # wrk's own cpu is read before it exits (it is gone once reaped)
             deadline = time.monotonic() + seconds + 30
             while proc.poll() is None and time.monotonic() < deadline:
@@ -144,6 +147,24 @@ def run_wrk(base: str, pairs: Path, lua: Path, seconds: float, server_pids: list
             proc.kill()
             proc.wait()
     return WrkResult(out, cpu)
+
+
+def start_profiles(pids: list[int], seconds: float) -> list[subprocess.Popen]:
+    """With BENCH_PROFILE=<dir>, sample every server process with py-spy (collapsed stacks, one file
+    per pid) during the measured run. Sampling costs the server a few percent: not for the figures."""
+    out = os.environ.get("BENCH_PROFILE")
+    if not out:
+        return []
+    Path(out).mkdir(parents=True, exist_ok=True)
+    spy = Path(sys.executable).with_name("py-spy")
+    return [subprocess.Popen([str(spy), "record", "--pid", str(pid), "--duration", str(max(1, round(seconds))),
+                              "--rate", "250", "--format", "raw", "--nonblocking", "-o", f"{out}/take-{pid}.txt"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for pid in pids]
+
+
+def finish_profiles(spies: list[subprocess.Popen]) -> None:
+    for proc in spies:
+        proc.wait(timeout=60)
 
 
 # --- the baseline app -----------------------------------------------------------------------------------
@@ -253,6 +274,19 @@ async def explain_relay_claim(url: str) -> str:
         await conn.close()
 
 
+async def settle(url: str) -> None:
+    """VACUUM ANALYZE and CHECKPOINT after seeding, so neither side pays for the other's (or the
+    seeding's) leftovers: dead rows, stale statistics, a checkpoint falling inside the window."""
+    import asyncpg
+
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute("VACUUM ANALYZE")
+        await conn.execute("CHECKPOINT")
+    finally:
+        await conn.close()
+
+
 async def drop_baseline_tasks(url: str, ids: list[int]) -> None:
     import asyncpg
 
@@ -265,9 +299,11 @@ async def drop_baseline_tasks(url: str, ids: list[int]) -> None:
 
 # --- the benchmark --------------------------------------------------------------------------------------
 async def main(quick: bool) -> None:
+    if shutil.which("wrk") is None:
+        sys.exit("bench.http_take needs the load generator wrk: apt-get install wrk (Debian package)")
     seconds = 5.0 if quick else 15.0
     warm_n = 1_000 if quick else 2_000
-    main_n = 4_000 if quick else 16_000
+    main_n = 8_000 if quick else 30_000
     base_rows = 100_000 if quick else 300_000
     _live.raise_nofile(4096)
     print(f"# http_take — POST /api/v1/worker/tasks/{{id}}/take, {CONNECTIONS} keep-alive connections (wrk, 1 thread)")
@@ -287,6 +323,7 @@ async def main(quick: bool) -> None:
         from models import db
 
         await db.close_db()  # the bench process holds no connection while the servers run
+        await settle(url)
 
         server = ServerProcess.market(url, workers=2)
         try:
@@ -295,7 +332,9 @@ async def main(quick: bool) -> None:
             warm = await asyncio.to_thread(run_wrk, server.base, tmp / "warm.txt", lua, 2, pids)
             print(warm.line("ours, warm-up (2 s)"))
             run_s = min(seconds, 0.8 * main_n / max(warm.rate, 1.0))
+            spies = start_profiles(pids, run_s)
             ours = await asyncio.to_thread(run_wrk, server.base, tmp / "main.txt", lua, run_s, pids)
+            finish_profiles(spies)
             print(ours.line("ours"))
             print("   " + ours.cpu.text())
         finally:
@@ -312,6 +351,7 @@ async def main(quick: bool) -> None:
         print(await explain_relay_claim(url))
 
         base_ids = await copy_tasks_for_baseline(url, task_ids[0], base_rows)
+        await settle(url)
         write_pairs(tmp / "bwarm.txt", base_ids[:base_rows // 5], tokens)
         write_pairs(tmp / "bmain.txt", base_ids[base_rows // 5:], tokens * (base_rows // len(tokens) + 1))
         port = _live.free_port()
@@ -338,6 +378,8 @@ async def main(quick: bool) -> None:
     print(f"ratio ours / baseline = {ratio:.2f} (target ≥ {TARGET}) → {'MET' if ratio >= TARGET else 'NOT MET'}")
     print(f"server CPU per take: ours {1000 * ours.cpu.used['server'] / max(ours.ok, 1):.2f} ms, baseline {1000 * base.cpu.used['server'] / max(base.ok, 1):.2f} ms; "
           f"wrk CPU: ours {ours.cpu.used['wrk'] / ours.cpu.seconds:.2f} cores, baseline {base.cpu.used['wrk'] / base.cpu.seconds:.2f} cores")
+    print(f"PostgreSQL CPU per take: ours {1000 * ours.cpu.used['postgres'] / max(ours.ok, 1):.2f} ms, baseline {1000 * base.cpu.used['postgres'] / max(base.ok, 1):.2f} ms; "
+          f"Redis CPU per take: ours {1000 * ours.cpu.used['redis'] / max(ours.ok, 1):.2f} ms, baseline {1000 * base.cpu.used['redis'] / max(base.ok, 1):.2f} ms")
 
 
 if __name__ == "__main__":

@@ -60,13 +60,12 @@ async def task_detail(request: Request, session: Session, task_id: int):
     description="Exactly one worker wins each slot. Losers get 409 slot_taken / task_closed; "
     "already_took_task if this worker took the task before; too_many_orders_in_progress over the limit.",
 )
-@require(End.WORKER)
+@require(End.WORKER, lookup=False)  # orders.take checks the user row (ban, session version) itself
 async def take(request: Request, session: Session, task_id: int):
-    await limit(request, "take", str(session.user.id))
-    order = await orders.take(task_id, session.user.id)
+    await limit(request, "take", str(session.user_id))
+    order = await orders.take(task_id, session.user_id, token_version=session.token_version)
     poke_relay(request)
-    task = await Task.get(id=task_id)
-    return json(order_view(order, task), status=201)
+    return json(order_view(order, order.taken_task), status=201)
 
 
 @bp.get("/orders")

@@ -7,6 +7,7 @@ rows read in order.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from typing import Any
 
@@ -43,6 +44,7 @@ async def record(
     *,
     data: dict[str, Any] | None = None,
     reason: str | None = None,
+    at: dt.datetime | None = None,
 ) -> None:
     # One hand-written INSERT: every transition writes a row, and a model object costs more CPU.
     from models import db
@@ -52,7 +54,7 @@ async def record(
         "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         actor_kind, actor_id, action, target_kind, target_id,
         None if data is None else json.dumps(data, separators=(",", ":"), ensure_ascii=False, default=str),
-        reason, clock.now(),
+        reason, at or clock.now(),
     )
 
 

@@ -30,3 +30,8 @@ def reset() -> None:
 
 def after(base: dt.datetime, seconds: int) -> dt.datetime:
     return base + dt.timedelta(seconds=seconds)
+
+
+def iso_us(value: dt.datetime) -> str:
+    """UTC ISO 8601 with microseconds always written (PostgreSQL's to_char writes the same form)."""
+    return value.astimezone(UTC).isoformat(timespec="microseconds")

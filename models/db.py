@@ -32,9 +32,25 @@ MODEL_MODULES = [
 _PLACEHOLDER = re.compile(r"\$(\d+)")
 
 
+async def _keep_session(connection) -> None:
+    """Hand a connection back to the pool as it is (asyncpg's pool `reset`).
+
+    asyncpg's default reset sends `SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL`
+    on every release: one more round trip per query outside a transaction. This application leaves
+    no session state behind (no advisory locks, cursors, LISTEN or session-level SET; the one SET
+    is `SET TRANSACTION`), and asyncpg still rolls back a transaction left open before this runs.
+    """
+
+
 def tortoise_config(db_url: str) -> dict[str, Any]:
+    connection: Any = db_url
+    if db_url.startswith(("postgres://", "asyncpg://")):
+        from tortoise.backends.base.config_generator import expand_db_url
+
+        connection = expand_db_url(db_url)
+        connection["credentials"]["reset"] = _keep_session
     return {
-        "connections": {"default": db_url},
+        "connections": {"default": connection},
         "apps": {
             "models": {
                 "models": MODEL_MODULES,
@@ -98,6 +114,14 @@ async def fetch(sql: str, *args: Any) -> list[dict[str, Any]]:
 async def fetch_one(sql: str, *args: Any) -> dict[str, Any] | None:
     rows = await fetch(sql, *args)
     return rows[0] if rows else None
+
+
+async def fetch_row_postgres(sql: str, *args: Any):
+    """PostgreSQL only: one statement straight on asyncpg (the transaction's connection, if one is
+    open, else one from the pool), without the ORM's layers; asyncpg's own exceptions come through,
+    SQLSTATE included. For the hottest statements (the take)."""
+    async with conn().acquire_connection() as connection:
+        return await connection.fetchrow(sql, *args)
 
 
 async def execute(sql: str, *args: Any) -> int:

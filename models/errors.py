@@ -56,6 +56,13 @@ class InvalidInviteCode(DomainError):
     code, status, message = "invalid_invite_code", 400, "The invite code is not valid."
 
 
+# --- 401: who is asking is not known (any more) ----------------------------------------------------
+class SessionRevoked(DomainError):
+    """The session token's version is older than the user's (banned, or logged out everywhere)."""
+
+    code, status, message = "unauthorized", 401, "This session is no longer valid; log in again."
+
+
 # --- 403: who is asking may not do this -----------------------------------------------------------
 class Forbidden(DomainError):
     code, status, message = "forbidden", 403, "You may not do this."

@@ -14,6 +14,7 @@ concurrent transitions cannot deadlock.
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -34,6 +35,7 @@ from models.errors import (
     InvalidTransition,
     OrderNotFound,
     OwnTask,
+    SessionRevoked,
     SlotTaken,
     TaskClosed,
     TaskNotFound,
@@ -230,71 +232,133 @@ async def _refund_to_publisher(o: "Order", key: str, kind: EntryKind, memo: str)
 
 
 # --- take ------------------------------------------------------------------------------------------
-async def take(task_id: int, worker_id: int) -> Order:
-    """One click: the worker takes one slot of the task. Exactly one winner per slot."""
+@dataclass(frozen=True)
+class TakenTask:
+    """What a taker sees of the task (the order view's `task`), as the take read it."""
+
+    id: int
+    title: str
+    instructions: str
+    attachment_kind: str | None
+    attachment: str | None
+
+
+# The order columns a take leaves empty (the rest come from the take's statement).
+_UNSET_AT_TAKE = dict.fromkeys((
+    "review_deadline_at", "appeal_deadline_at", "submitted_at", "rejected_at", "appealed_at", "finished_at",
+    "proof_text", "proof_image", "reject_reason", "appeal_reason", "appeal_evidence", "decision_note",
+    "decided_by", "finished_by",
+))
+_TAKE_SQL = "SELECT * FROM market_take($1, $2, $3, $4, $5)"  # migration 0005
+_TAKE_LOST = {"MKT01": "worker", "MKT02": "task"}
+
+
+async def take(task_id: int, worker_id: int, *, token_version: int | None = None) -> Order:
+    """One click: the worker takes one slot of the task. Exactly one winner per slot.
+
+    With `token_version` (the session's), the take also checks, in the same statement, that the
+    session is still valid, so the API needs no separate user lookup. The returned order carries
+    the task as the take saw it in `order.taken_task`.
+    """
     s = await market_settings.current()
     now = clock.now()
     try:
-        async with in_transaction():
-            # 1. The worker may take (not banned, under the in-progress limit): claim a place.
-            worker = await db.fetch_one(
-                "UPDATE users SET orders_in_progress = orders_in_progress + 1 "
-                "WHERE id = $1 AND \"end\" = 'worker' AND NOT banned AND orders_in_progress < $2 "
-                "RETURNING inviter_id, unionid",
-                worker_id, s.max_orders_in_progress,
-            )
-            if worker is None:
-                raise _Lost("worker")
-            # 2. One slot, one worker: the conditional decrement is the whole race.
-            task = await db.fetch_one(
-                "UPDATE tasks SET slots_untaken = slots_untaken - 1, orders_live = orders_live + 1, "
-                "status = CASE WHEN slots_untaken = 1 THEN 'full' ELSE 'open' END "
-                "WHERE id = $1 AND status = 'open' AND slots_untaken > 0 AND take_deadline_at > $2 "
-                "AND (publisher_unionid IS NULL OR CAST($3 AS VARCHAR(64)) IS NULL OR publisher_unionid <> CAST($3 AS VARCHAR(64))) "
-                "RETURNING publisher_id, unit_price_fen, fee_fen, worker_invite_bp, publisher_invite_bp, "
-                "publisher_inviter_id, countdown_s, review_window_s, appeal_window_s, slots_untaken, title, status",
-                task_id, now, worker["unionid"],
-            )
-            if task is None:
-                raise _Lost("task")
-            deadline = clock.after(now, task["countdown_s"])
-            order = await Order.create(
-                task_id=task_id,
-                worker_id=worker_id,
-                publisher_id=task["publisher_id"],
-                unit_price_fen=task["unit_price_fen"],
-                fee_fen=task["fee_fen"],
-                worker_invite_bp=task["worker_invite_bp"],
-                publisher_invite_bp=task["publisher_invite_bp"],
-                worker_inviter_id=worker["inviter_id"],
-                publisher_inviter_id=task["publisher_inviter_id"],
-                review_window_s=task["review_window_s"],
-                appeal_window_s=task["appeal_window_s"],
-                taken_at=now,
-                submit_deadline_at=deadline,
-                due_at=deadline,
-            )
-            out = Pending()
-            hall = {"task_id": task_id, "slots_untaken": task["slots_untaken"], "status": task["status"]}
-            out.hall("hall.task_removed" if task["slots_untaken"] == 0 else "hall.task_changed", hall)
-            info = {"order_id": order.id, "task_id": task_id, "title": task["title"], "taken_at": now.isoformat()}
-            out.push("order.taken", info, task["publisher_id"])
-            out.subscribe("order_taken", info, task["publisher_id"])
-            out.push("order.changed", {"order_id": order.id, "task_id": task_id, "status": "in_progress", "submit_deadline_at": deadline.isoformat()}, worker_id)
-            await out.write()
-            await audit.record("user", worker_id, "order.take", "order", order.id, data={"task_id": task_id})
-        return order
+        if db.is_postgres():
+            row = await _take_postgres(task_id, worker_id, token_version, s.max_orders_in_progress, now)
+        else:
+            row = await _take_steps(task_id, worker_id, token_version, s.max_orders_in_progress, now)
     except _Lost as lost:
-        await _why_take_lost(str(lost), task_id, worker_id, s.max_orders_in_progress)
+        await _why_take_lost(str(lost), task_id, worker_id, s.max_orders_in_progress, token_version)
         raise  # _why_take_lost always raises; this line is for type checkers
     except IntegrityError:  # unique (task, worker): this worker already holds an order of the task
         raise AlreadyTookTask() from None
+    deadline = row["submit_deadline_at"]
+    order = Order._init_from_db(  # as if read back: all columns, no ORM bookkeeping per attribute
+        **_UNSET_AT_TAKE, id=row["id"], task_id=task_id, worker_id=worker_id, publisher_id=row["publisher_id"],
+        status=OrderStatus.IN_PROGRESS.value, unit_price_fen=row["unit_price_fen"], fee_fen=row["fee_fen"],
+        worker_invite_bp=row["worker_invite_bp"], publisher_invite_bp=row["publisher_invite_bp"],
+        worker_inviter_id=row["worker_inviter_id"], publisher_inviter_id=row["publisher_inviter_id"],
+        review_window_s=row["review_window_s"], appeal_window_s=row["appeal_window_s"],
+        taken_at=now, submit_deadline_at=deadline, due_at=deadline, sweep_failures=0,
+    )
+    order.taken_task = TakenTask(task_id, row["title"], row["instructions"], row["attachment_kind"], row["attachment"])
+    return order
 
 
-async def _why_take_lost(what: str, task_id: int, worker_id: int, limit: int) -> None:
+async def _take_postgres(task_id: int, worker_id: int, token_version: int | None, limit: int, now: dt.datetime):
+    """The whole take in one statement (the function of migration 0005), autocommitted."""
+    import asyncpg
+
+    try:
+        return await db.fetch_row_postgres(_TAKE_SQL, task_id, worker_id, token_version, limit, now)
+    except asyncpg.UniqueViolationError:
+        raise AlreadyTookTask() from None
+    except asyncpg.PostgresError as e:
+        if e.sqlstate in _TAKE_LOST:
+            raise _Lost(_TAKE_LOST[e.sqlstate]) from None
+        raise
+
+
+def take_events(out: Pending, task_id: int, worker_id: int, order_id: int, task: dict[str, Any],
+                now: dt.datetime, deadline: dt.datetime) -> None:
+    """The outbox rows of a take (the PostgreSQL function writes the same rows and payloads)."""
+    hall = {"task_id": task_id, "slots_untaken": task["slots_untaken"], "status": task["status"]}
+    out.hall("hall.task_removed" if task["slots_untaken"] == 0 else "hall.task_changed", hall)
+    info = {"order_id": order_id, "task_id": task_id, "title": task["title"], "taken_at": clock.iso_us(now)}
+    out.push("order.taken", info, task["publisher_id"])
+    out.subscribe("order_taken", info, task["publisher_id"])
+    out.push("order.changed", {"order_id": order_id, "task_id": task_id, "status": "in_progress",
+                               "submit_deadline_at": clock.iso_us(deadline)}, worker_id)
+
+
+async def _take_steps(task_id: int, worker_id: int, token_version: int | None, limit: int, now: dt.datetime) -> dict[str, Any]:
+    """The take as separate statements in one transaction (SQLite: no stored functions there)."""
+    async with in_transaction():
+        # 1. The worker may take (right end, not banned, session still valid, under the limit).
+        worker = await db.fetch_one(
+            "UPDATE users SET orders_in_progress = orders_in_progress + 1 "
+            "WHERE id = $1 AND \"end\" = 'worker' AND NOT banned AND ($3 IS NULL OR token_version = $3) "
+            "AND orders_in_progress < $2 RETURNING inviter_id, unionid",
+            worker_id, limit, token_version,
+        )
+        if worker is None:
+            raise _Lost("worker")
+        # 2. One slot, one worker: the conditional decrement is the whole race.
+        task = await db.fetch_one(
+            "UPDATE tasks SET slots_untaken = slots_untaken - 1, orders_live = orders_live + 1, "
+            "status = CASE WHEN slots_untaken = 1 THEN 'full' ELSE 'open' END "
+            "WHERE id = $1 AND status = 'open' AND slots_untaken > 0 AND take_deadline_at > $2 "
+            "AND (publisher_unionid IS NULL OR CAST($3 AS VARCHAR(64)) IS NULL OR publisher_unionid <> CAST($3 AS VARCHAR(64))) "
+            "RETURNING publisher_id, unit_price_fen, fee_fen, worker_invite_bp, publisher_invite_bp, "
+            "publisher_inviter_id, countdown_s, review_window_s, appeal_window_s, slots_untaken, status, "
+            "title, instructions, attachment_kind, attachment",
+            task_id, now, worker["unionid"],
+        )
+        if task is None:
+            raise _Lost("task")
+        deadline = clock.after(now, task["countdown_s"])
+        row = await db.fetch_one(
+            "INSERT INTO orders (task_id, worker_id, publisher_id, status, unit_price_fen, fee_fen, "
+            "worker_invite_bp, publisher_invite_bp, worker_inviter_id, publisher_inviter_id, "
+            "review_window_s, appeal_window_s, taken_at, submit_deadline_at, due_at, sweep_failures) "
+            "VALUES ($1, $2, $3, 'in_progress', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, 0) RETURNING id",
+            task_id, worker_id, task["publisher_id"], task["unit_price_fen"], task["fee_fen"],
+            task["worker_invite_bp"], task["publisher_invite_bp"], worker["inviter_id"], task["publisher_inviter_id"],
+            task["review_window_s"], task["appeal_window_s"], now, deadline,
+        )
+        out = Pending()
+        take_events(out, task_id, worker_id, row["id"], task, now, deadline)
+        await out.write(at=now)
+        await audit.record("user", worker_id, "order.take", "order", row["id"], data={"task_id": task_id}, at=now)
+    return {**task, "id": row["id"], "submit_deadline_at": deadline, "worker_inviter_id": worker["inviter_id"]}
+
+
+async def _why_take_lost(what: str, task_id: int, worker_id: int, limit: int, token_version: int | None) -> None:
     """Explain a lost take (the transaction is already rolled back)."""
     if what == "worker":
         user = await User.get_or_none(id=worker_id)
+        if token_version is not None and (user is None or user.token_version != token_version):
+            raise SessionRevoked()
         if user is None:
             raise UserNotFound()
         if user.end != End.WORKER:

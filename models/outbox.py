@@ -10,6 +10,7 @@ it missed; delivery is at-least-once from the drainer's side and deduplicated by
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from enum import StrEnum
 from typing import Any
@@ -69,12 +70,13 @@ class Pending:
     def subscribe(self, event: str, payload: dict[str, Any], user_id: int) -> None:
         self.rows.append((Channel.SUBSCRIBE.value, event, user_id, payload))
 
-    async def write(self) -> None:
+    async def write(self, at: dt.datetime | None = None) -> None:
+        """Insert the rows, created (and first due) `at` (default: now)."""
         if not self.rows:
             return
         from models import db
 
-        now = clock.now()
+        now = at or clock.now()
         values: list[Any] = []
         marks: list[str] = []
         for channel, event, user_id, payload in self.rows:

@@ -161,25 +161,34 @@ async def ensure_settings_row() -> None:
 # seconds. The process that makes the change sees it at once.
 CACHE_TTL_S = 1.0
 _cache: tuple[float, MarketSettings] | None = None
+_generation = 0  # bumped by invalidate_cache(): a read begun before a change never caches its old value
+_reading = False  # one read at a time per process; meanwhile callers keep the value it replaces
 
 
 def invalidate_cache() -> None:
-    global _cache
+    global _cache, _generation
     _cache = None
+    _generation += 1
 
 
 async def current() -> MarketSettings:
-    global _cache
+    global _cache, _reading
     import time
 
-    if _cache is not None and time.monotonic() - _cache[0] < CACHE_TTL_S:
+    if _cache is not None and (_reading or time.monotonic() - _cache[0] < CACHE_TTL_S):
         return _cache[1]
-    row = await SettingsRow.get_or_none(id=1)
+    generation = _generation
+    _reading = True
+    try:
+        row = await SettingsRow.get_or_none(id=1)
+    finally:
+        _reading = False
     if row is None:
         return _seed
     known = {k: v for k, v in row.values.items() if k in FIELDS}
     value = dataclasses.replace(MarketSettings(), **known)
-    _cache = (time.monotonic(), value)
+    if generation == _generation:
+        _cache = (time.monotonic(), value)
     return value
 
 

@@ -1,12 +1,14 @@
 """Per-user (or per-IP) rate limits with `429 Too Many Requests` and `Retry-After`.
 
 Fixed windows: at most `limit` hits per `window_s` seconds for a key. In-process by default; with
-Redis configured the counters are shared by every process and node (INCR + EXPIRE, one round trip
-per hit), so a client cannot multiply its allowance by spreading requests over workers.
+Redis configured the counters are shared by every process and node (a Lua INCR + EXPIRE; the hits
+of one event-loop turn share one round trip), so a client cannot multiply its allowance by spreading
+requests over workers.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from dataclasses import dataclass
@@ -57,20 +59,57 @@ class MemoryLimiter:
             raise RateLimited(max(1, math.ceil((window + 1) * rule.window_s - now)))
 
 
+# For each key: INCR its window's counter, and give the counter its expiry on the first hit.
+_HIT = """
+local counts = {}
+for i, key in ipairs(KEYS) do
+  local count = redis.call('INCR', key)
+  if count == 1 then redis.call('EXPIRE', key, ARGV[i]) end
+  counts[i] = count
+end
+return counts
+"""
+
+
 class RedisLimiter:
+    """Counters in Redis. The hits made during one turn of the event loop (under load, many
+    requests at once) go to Redis together: one script call, one round trip, whatever their number.
+    (The keys of one call must live on one Redis node: a single Redis, not a cluster.)"""
+
     def __init__(self, redis) -> None:
-        self._redis = redis
+        self._script = redis.register_script(_HIT)  # EVALSHA, reloaded by redis-py after a NOSCRIPT
+        self._waiting: list[tuple[str, int, asyncio.Future]] = []
 
     async def hit(self, key: str, rule: Rule) -> None:
         now = time.time()
         window = int(now // rule.window_s)
-        name = f"ratelimit:{key}:{window}"
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.incr(name)
-        pipe.expire(name, rule.window_s + 1)
-        count, _ = await pipe.execute()
+        count = await self._count(f"ratelimit:{key}:{window}", rule.window_s + 1)
         if count > rule.limit:
             raise RateLimited(max(1, math.ceil((window + 1) * rule.window_s - now)))
+
+    def _count(self, name: str, ttl_s: int) -> asyncio.Future:
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._waiting.append((name, ttl_s, future))
+        if len(self._waiting) == 1:
+            loop.call_soon(self._send)  # after the other callbacks of this turn have added theirs
+        return future
+
+    def _send(self) -> None:
+        batch, self._waiting = self._waiting, []
+        asyncio.ensure_future(self._call(batch))
+
+    async def _call(self, batch: list[tuple[str, int, asyncio.Future]]) -> None:
+        try:
+            counts = await self._script(keys=[name for name, _, _ in batch], args=[ttl for _, ttl, _ in batch])
+        except BaseException as e:  # noqa: BLE001 (each waiting request gets the error, the batch task ends)
+            for _, _, future in batch:
+                if not future.done():
+                    future.set_exception(e if isinstance(e, Exception) else RuntimeError("rate limit call cancelled"))
+            return
+        for (_, _, future), count in zip(batch, counts):
+            if not future.done():
+                future.set_result(int(count))
 
 
 async def limit(request, rule_name: str, who: str) -> None:

@@ -17,7 +17,7 @@ from models import settings as market_settings
 from models.errors import DomainError
 from models.orders import OrderStatus
 from models.settings import MarketSettings
-from models.users import set_banned
+from models.users import User, set_banned
 from tests import personas as p
 from tests.conftest import TEST_SETTINGS
 from tests.models._support import OPERATOR_ID, assert_unchanged, cast, order_in, publish, snapshot
@@ -169,6 +169,26 @@ async def test_a_publisher_account_cannot_take(database):
 async def test_taking_a_task_that_does_not_exist(database):
     c = await cast()
     await refused(lambda: orders.take(987_654, c.bob.id), "task_not_found")
+
+
+@pytest.mark.asyncio
+async def test_a_take_with_a_revoked_session_is_refused_as_unauthorized(database):
+    """The API's take checks the session version inside the take itself (no separate user read)."""
+    c = await cast()
+    task = await publish(c)
+    bob = await User.get(id=c.bob.id)
+    await refused(lambda: orders.take(task.id, bob.id, token_version=bob.token_version + 1), "unauthorized")
+    await set_banned(bob.id, True, operator_id=OPERATOR_ID, reason="bots")  # banning bumps the version
+    await refused(lambda: orders.take(task.id, bob.id, token_version=bob.token_version), "unauthorized")
+    await refused(lambda: orders.take(task.id, 987_654, token_version=0), "unauthorized")
+
+
+@pytest.mark.asyncio
+async def test_a_take_with_the_current_session_version_wins(database):
+    c = await cast()
+    task = await publish(c)
+    bob = await User.get(id=c.bob.id)
+    assert (await orders.take(task.id, bob.id, token_version=bob.token_version)).status == OrderStatus.IN_PROGRESS
 
 
 @pytest.mark.asyncio

@@ -101,6 +101,45 @@ def test_the_walk_covers_every_state_and_event_and_every_declared_transition():
     assert {S.COMPLETED, S.FAILED, S.ABANDONED} <= set(TRANSITIONS.values())
 
 
+# --- the take ----------------------------------------------------------------------------------------
+@pytest.mark.asyncio
+@pytest.mark.parametrize("quantity", [1, 2])
+async def test_a_take_writes_its_order_outbox_and_audit_rows_exactly(database, quantity):
+    """PostgreSQL takes in one function call, SQLite in separate statements: both must write these rows."""
+    c = await cast()
+    task = await publish(c, quantity=quantity)
+    before_outbox = await Outbox.all().count()
+    order = await orders.take(task.id, c.bob.id)
+    now, deadline = order.taken_at, order.submit_deadline_at
+    assert deadline == clock.after(now, task.countdown_s)
+
+    stored = await Order.get(id=order.id)
+    fields = Order._meta.fields_db_projection.values()
+    assert {f: getattr(order, f) for f in fields} == {f: getattr(stored, f) for f in fields}
+    assert (stored.status, stored.due_at, stored.worker_inviter_id, stored.publisher_inviter_id) == (
+        S.IN_PROGRESS, deadline, c.dave.id, c.carol.id)
+    assert (stored.unit_price_fen, stored.fee_fen, stored.review_window_s) == (task.unit_price_fen, task.fee_fen, task.review_window_s)
+    assert order.taken_task == orders.TakenTask(task.id, task.title, task.instructions, None, None)
+
+    rows = await Outbox.filter(id__gt=0).order_by("id").offset(before_outbox)
+    info = {"order_id": order.id, "task_id": task.id, "title": task.title, "taken_at": clock.iso_us(now)}
+    left = quantity - 1
+    assert [(r.channel.value, r.event, r.user_id, r.payload, r.status.value, r.next_attempt_at) for r in rows] == [
+        ("push", "hall.task_removed" if left == 0 else "hall.task_changed", None,
+         {"task_id": task.id, "slots_untaken": left, "status": "full" if left == 0 else "open"}, "pending", now),
+        ("push", "order.taken", c.alice.id, info, "pending", now),
+        ("subscribe", "order_taken", c.alice.id, info, "pending", now),
+        ("push", "order.changed", c.bob.id, {"order_id": order.id, "task_id": task.id, "status": "in_progress",
+                                             "submit_deadline_at": clock.iso_us(deadline)}, "pending", now),
+    ]
+    [entry] = await AuditLog.filter(action="order.take", target_id=order.id)
+    assert (entry.actor_kind, entry.actor_id, entry.target_kind, entry.data, entry.created_at) == (
+        "user", c.bob.id, "order", {"task_id": task.id}, now)
+    assert (await User.get(id=c.bob.id)).orders_in_progress == 1
+    task_now = await Task.get(id=task.id)
+    assert (task_now.slots_untaken, task_now.orders_live) == (left, 1)
+
+
 @pytest.mark.asyncio
 @pytest.mark.parametrize("state,event", PAIRS, ids=[f"{s.value}-{e.value}" for s, e in PAIRS])
 async def test_every_event_in_every_state(database, state, event):
