@@ -40,7 +40,8 @@ from bench._live import CpuWindow, ServerProcess, log
 
 CONNECTIONS = 64
 TARGET = 0.5
-BASELINE_POOL = 20  # = the server's db_pool_max per worker
+# Connections per worker on both sides: the server's db_pool_max default unless BENCH_POOL says.
+POOL = int(os.environ.get("BENCH_POOL", "20"))
 
 LUA = r"""
 local counter = 0
@@ -185,7 +186,7 @@ def create_baseline_app():
 
     @app.before_server_start
     async def open_pool(app):
-        app.ctx.pool = await asyncpg.create_pool(dsn, min_size=BASELINE_POOL, max_size=BASELINE_POOL)
+        app.ctx.pool = await asyncpg.create_pool(dsn, min_size=POOL, max_size=POOL)
 
     @app.after_server_stop
     async def close_pool(app):
@@ -325,7 +326,7 @@ async def main(quick: bool) -> None:
         await db.close_db()  # the bench process holds no connection while the servers run
         await settle(url)
 
-        server = ServerProcess.market(url, workers=2)
+        server = ServerProcess.market(url, workers=2, extra_env={"MARKET__DB_POOL_MAX": str(POOL)})
         try:
             await server.start()
             pids = server.all_pids()

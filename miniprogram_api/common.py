@@ -20,11 +20,12 @@ M = TypeVar("M", bound=BaseModel)
 PAGE_DEFAULT, PAGE_MAX = 20, 50
 
 
-def poke_relay(request: Request) -> None:
-    """A change was just committed: let this worker's push relay deliver it now, not at its next tick."""
+def poke_relay(request: Request, push_ids: list[int] | None = None) -> None:
+    """A change was just committed: let this worker's push relay deliver it now, not at its next
+    tick (by primary key when the change told us its push rows' ids)."""
     relay = getattr(request.app.ctx, "relay", None)
     if relay is not None:
-        relay.poke()
+        relay.poke(push_ids)
 
 
 def parse(model: type[M], request: Request) -> M:

@@ -64,7 +64,7 @@ async def task_detail(request: Request, session: Session, task_id: int):
 async def take(request: Request, session: Session, task_id: int):
     await limit(request, "take", str(session.user_id))
     order = await orders.take(task_id, session.user_id, token_version=session.token_version)
-    poke_relay(request)
+    poke_relay(request, order.push_ids)
     return json(order_view(order, order.taken_task), status=201)
 
 

@@ -258,7 +258,8 @@ async def take(task_id: int, worker_id: int, *, token_version: int | None = None
 
     With `token_version` (the session's), the take also checks, in the same statement, that the
     session is still valid, so the API needs no separate user lookup. The returned order carries
-    the task as the take saw it in `order.taken_task`.
+    the task as the take saw it in `order.taken_task`, and the ids of its push rows in
+    `order.push_ids`.
     """
     s = await market_settings.current()
     now = clock.now()
@@ -282,6 +283,7 @@ async def take(task_id: int, worker_id: int, *, token_version: int | None = None
         taken_at=now, submit_deadline_at=deadline, due_at=deadline, sweep_failures=0,
     )
     order.taken_task = TakenTask(task_id, row["title"], row["instructions"], row["attachment_kind"], row["attachment"])
+    order.push_ids = list(row["push_ids"])  # the outbox push rows the take wrote, for the relay
     return order
 
 
@@ -348,9 +350,9 @@ async def _take_steps(task_id: int, worker_id: int, token_version: int | None, l
         )
         out = Pending()
         take_events(out, task_id, worker_id, row["id"], task, now, deadline)
-        await out.write(at=now)
+        push_ids = await out.write(at=now)
         await audit.record("user", worker_id, "order.take", "order", row["id"], data={"task_id": task_id}, at=now)
-    return {**task, "id": row["id"], "submit_deadline_at": deadline, "worker_inviter_id": worker["inviter_id"]}
+    return {**task, "id": row["id"], "submit_deadline_at": deadline, "worker_inviter_id": worker["inviter_id"], "push_ids": push_ids}
 
 
 async def _why_take_lost(what: str, task_id: int, worker_id: int, limit: int, token_version: int | None) -> None:

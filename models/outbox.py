@@ -70,10 +70,11 @@ class Pending:
     def subscribe(self, event: str, payload: dict[str, Any], user_id: int) -> None:
         self.rows.append((Channel.SUBSCRIBE.value, event, user_id, payload))
 
-    async def write(self, at: dt.datetime | None = None) -> None:
-        """Insert the rows, created (and first due) `at` (default: now)."""
+    async def write(self, at: dt.datetime | None = None) -> list[int]:
+        """Insert the rows, created (and first due) `at` (default: now). Returns the ids of the push
+        rows, which the caller may hand to the relay (`server.push.Relay.poke`)."""
         if not self.rows:
-            return
+            return []
         from models import db
 
         now = at or clock.now()
@@ -83,9 +84,10 @@ class Pending:
             n = len(values)
             marks.append(f"(${n + 1}, ${n + 2}, ${n + 3}, ${n + 4}, 'pending', 0, ${n + 5}, ${n + 5})")
             values += [channel, event, user_id, json.dumps(payload, separators=(",", ":"), ensure_ascii=False), now]
-        await db.execute(
+        rows = await db.fetch(
             "INSERT INTO outbox (channel, event, user_id, payload, status, attempts, next_attempt_at, created_at) VALUES "
-            + ", ".join(marks),
+            + ", ".join(marks) + " RETURNING id, channel",
             *values,
         )
         self.rows = []
+        return sorted(r["id"] for r in rows if r["channel"] == Channel.PUSH.value)

@@ -17,6 +17,8 @@ from types import SimpleNamespace
 
 from sanic import Sanic
 from sanic.response import json
+from sanic_ext import Extend
+from sanic_ext.extensions.openapi.extension import OpenAPIExtension
 
 from models import db
 from models import settings as market_settings
@@ -47,6 +49,10 @@ def create_app(config: Config | None = None, *, manage_db: bool = True) -> Sanic
             "CORS_AUTOMATIC_OPTIONS": False,
         }
     )
+    # Of sanic-ext, only the OpenAPI document: its dependency injection would run a signal handler
+    # on every request and its CORS a response middleware (Mini Programs make no CORS requests;
+    # the admin panel is same-origin), for nothing we use.
+    Extend(app, built_in_extensions=False, extensions=[OpenAPIExtension])
     app.ctx.config = config
     app.ctx.services = SimpleNamespace()
     market_settings.set_seed(config.market)

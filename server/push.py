@@ -21,6 +21,7 @@ import contextlib
 import datetime as dt
 import json
 import logging
+import time
 from typing import Any
 
 from models import clock, db
@@ -32,20 +33,35 @@ QUEUE_MAX = 1_000  # events buffered per connection before it is dropped as too 
 REPLAY_MAX = 500  # events one resume may replay; beyond that the client reloads by REST
 
 
+def _at(created: Any) -> str:
+    if isinstance(created, str):
+        created = dt.datetime.fromisoformat(created)
+    return created.astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z")
+
+
 def _event(row: dict[str, Any]) -> dict[str, Any]:
+    """An outbox row as the event a client receives (replays build it this way)."""
     payload = row["payload"]
     if isinstance(payload, (str, bytes)):
         payload = json.loads(payload)
-    created = row["created_at"]
-    if isinstance(created, str):
-        created = dt.datetime.fromisoformat(created)
-    return {
-        "id": row["id"],
-        "type": row["event"],
-        "user_id": row["user_id"],
-        "data": payload,
-        "at": created.astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z"),
-    }
+    return {"id": row["id"], "type": row["event"], "user_id": row["user_id"], "data": payload, "at": _at(row["created_at"])}
+
+
+def _wired(row: dict[str, Any]) -> dict[str, Any]:
+    """An outbox row claimed by the relay: its id, and the event as JSON text (`wire`) equal to
+    json.dumps(_event(row)), made without decoding and re-encoding the stored payload."""
+    payload = row["payload"]
+    if not isinstance(payload, str):
+        payload = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+    uid = row["user_id"]
+    wire = '{"id":%d,"type":%s,"user_id":%s,"data":%s,"at":"%s"}' % (
+        row["id"], json.dumps(row["event"], ensure_ascii=False), "null" if uid is None else int(uid), payload, _at(row["created_at"]))
+    return {"id": row["id"], "wire": wire}
+
+
+def wire_message(events: list[dict[str, Any]]) -> str:
+    """Claimed events as one bus message: a JSON array."""
+    return "[" + ",".join(e["wire"] for e in events) + "]"
 
 
 class Connection:
@@ -98,9 +114,15 @@ class Hub:
                 del self.by_user[conn.user_id]
         self.hall.discard(conn)
 
+    @property
+    def empty(self) -> bool:
+        return not self.by_user
+
     def deliver(self, event: dict[str, Any]) -> int:
         uid = event.get("user_id")
         targets = self.hall if uid is None else self.by_user.get(uid, ())
+        if not targets:
+            return 0
         message = {k: v for k, v in event.items() if k != "user_id"}
         for conn in list(targets):
             conn.offer(message)
@@ -116,8 +138,9 @@ class InProcessBus:
         self.hub = hub
 
     async def publish(self, events: list[dict[str, Any]]) -> None:
-        for event in events:
-            self.hub.deliver(event)
+        if events and not self.hub.empty:
+            for event in json.loads(wire_message(events)):
+                self.hub.deliver(event)
 
     async def start(self) -> None:
         return None
@@ -137,7 +160,7 @@ class RedisBus:
 
     async def publish(self, events: list[dict[str, Any]]) -> None:
         if events:
-            await self.redis.publish(CHANNEL, json.dumps(events, separators=(",", ":"), ensure_ascii=False))
+            await self.redis.publish(CHANNEL, wire_message(events))
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._listen(), name="push-redis-listener")
@@ -150,7 +173,7 @@ class RedisBus:
                     await pubsub.subscribe(CHANNEL)
                     self._ready.set()
                     async for message in pubsub.listen():
-                        if message.get("type") == "message":
+                        if message.get("type") == "message" and not self.hub.empty:  # no sockets here: nothing to parse
                             for event in json.loads(message["data"]):
                                 self.hub.deliver(event)
             except asyncio.CancelledError:
@@ -181,7 +204,24 @@ async def claim(batch: int = 500) -> list[dict[str, Any]]:
     """Take committed push rows off the outbox (each row is claimed by exactly one relay)."""
     sql = _CLAIM.format(lock=" FOR UPDATE SKIP LOCKED" if db.is_postgres() else "")
     rows = await db.fetch(sql, clock.now(), batch)
-    return sorted((_event(r) for r in rows), key=lambda e: e["id"])
+    return sorted((_wired(r) for r in rows), key=lambda e: e["id"])
+
+
+_CLAIM_IDS = (
+    "UPDATE outbox SET status = 'sent', sent_at = $1, attempts = attempts + 1 "
+    "WHERE id IN ({ids}) AND channel = 'push' AND status = 'pending' "
+    "RETURNING id, event, user_id, payload, created_at"
+)
+
+
+async def claim_ids(ids: list[int]) -> list[dict[str, Any]]:
+    """Take these push rows off the outbox, if still pending (a row another relay claimed first is
+    not returned: its UPDATE waits for that claim, then finds the row sent)."""
+    if not ids:
+        return []
+    sql = _CLAIM_IDS.format(ids=", ".join(f"${n}" for n in range(2, len(ids) + 2)))
+    rows = await db.fetch(sql, clock.now(), *ids)
+    return sorted((_wired(r) for r in rows), key=lambda e: e["id"])
 
 
 REPLAY_OVERLAP_S = 30  # longer than any transaction that writes outbox rows runs
@@ -226,7 +266,15 @@ async def last_event_id() -> int:
 
 
 class Relay:
-    """Moves committed push rows from the outbox onto the bus."""
+    """Moves committed push rows from the outbox onto the bus.
+
+    Two ways to find them: a poke with the ids a commit just wrote (the take passes them) claims
+    exactly those rows by primary key; a plain poke, and every `interval_s` in any case, scans for
+    all pending push rows, which also picks up whatever an id claim missed (another process's
+    commits, a relay that failed mid-claim). The scan walks the outbox's pending-push index from
+    its oldest entry, and under heavy load that index holds many dead entries until VACUUM removes
+    them: claims by id keep the hot path off it.
+    """
 
     def __init__(self, bus, interval_s: float = 0.2, batch: int = 500, gather_s: float = 0.005) -> None:
         self.bus = bus
@@ -236,28 +284,51 @@ class Relay:
         # claim (under load: one outbox UPDATE per few takes instead of one per take).
         self.gather_s = gather_s
         self._wake = asyncio.Event()
+        self._ids: set[int] = set()
+        self._scan = True
+        self._last_scan = 0.0
         self._task: asyncio.Task | None = None
 
-    def poke(self) -> None:
+    def poke(self, ids: list[int] | None = None) -> None:
+        """Something committed: its push rows `ids`, or (None) rows to be found by a scan."""
+        if ids is None:
+            self._scan = True
+        else:
+            self._ids.update(ids)
         self._wake.set()
 
     async def step(self) -> int:
+        """One scan claim; the number of events it moved."""
         events = await claim(self.batch)
         if events:
             await self.bus.publish(events)
         return len(events)
 
+    async def _claim_poked_ids(self) -> None:
+        ids, self._ids = sorted(self._ids), set()
+        for i in range(0, len(ids), self.batch):
+            events = await claim_ids(ids[i:i + self.batch])
+            if events:
+                await self.bus.publish(events)
+
     async def run(self) -> None:
         while True:
             try:
-                while await self.step() == self.batch:
-                    pass
+                if self._ids:
+                    await self._claim_poked_ids()
+                if self._scan or time.monotonic() - self._last_scan >= self.interval_s:
+                    self._scan, self._last_scan = False, time.monotonic()
+                    while await self.step() == self.batch:
+                        pass
             except asyncio.CancelledError:
                 raise
             except Exception:
-                log.exception("push relay step failed")
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.interval_s)
+                log.exception("push relay step failed")  # the next scan finds what was not claimed
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation that
+            # arrives as the event is set, and stop() would then wait for ever on a busy relay.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.interval_s):
+                    await self._wake.wait()
                 await asyncio.sleep(self.gather_s)
             self._wake.clear()
 

@@ -8,7 +8,8 @@ slot), which rolls back the worker's counter; `orders.take` explains the loss to
 
 SQLite has no stored functions: there `orders.take` runs the same statements one by one in a
 transaction (models/orders.py, `_take_steps`). The two paths write the same rows; the take tests
-run on both backends and compare every column and payload.
+run on both backends and compare every column and payload. Both return the ids of the push rows, so
+the relay can claim exactly those by primary key (server/push.py).
 """
 
 from tortoise import migrations
@@ -21,7 +22,7 @@ CREATE OR REPLACE FUNCTION market_take(
     id bigint, submit_deadline_at timestamptz, publisher_id bigint, unit_price_fen bigint, fee_fen bigint,
     worker_invite_bp integer, publisher_invite_bp integer, worker_inviter_id bigint,
     publisher_inviter_id bigint, review_window_s integer, appeal_window_s integer,
-    title varchar, instructions text, attachment_kind varchar, attachment varchar
+    title varchar, instructions text, attachment_kind varchar, attachment varchar, push_ids bigint[]
 ) LANGUAGE plpgsql AS $fn$
 #variable_conflict use_column
 DECLARE
@@ -30,6 +31,7 @@ DECLARE
     v_order bigint;
     v_deadline timestamptz;
     v_info jsonb;
+    v_push_ids bigint[];
 BEGIN
     -- 1. The worker may take (right end, not banned, session still valid, under the limit).
     UPDATE users u SET orders_in_progress = u.orders_in_progress + 1
@@ -60,20 +62,24 @@ BEGIN
     -- 3. What the hall, the publisher and the worker are told (models.orders.take_events).
     v_info := jsonb_build_object('order_id', v_order, 'task_id', p_task, 'title', t.title,
                                  'taken_at', to_char(p_now AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"'));
-    INSERT INTO outbox (channel, event, user_id, payload, status, attempts, next_attempt_at, created_at) VALUES
-        ('push', CASE WHEN t.slots_untaken = 0 THEN 'hall.task_removed' ELSE 'hall.task_changed' END, NULL,
-         jsonb_build_object('task_id', p_task, 'slots_untaken', t.slots_untaken, 'status', t.status), 'pending', 0, p_now, p_now),
-        ('push', 'order.taken', t.publisher_id, v_info, 'pending', 0, p_now, p_now),
-        ('subscribe', 'order_taken', t.publisher_id, v_info, 'pending', 0, p_now, p_now),
-        ('push', 'order.changed', p_worker,
-         jsonb_build_object('order_id', v_order, 'task_id', p_task, 'status', 'in_progress', 'submit_deadline_at',
-                            to_char(v_deadline AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"')),
-         'pending', 0, p_now, p_now);
+    WITH pushed AS (
+        INSERT INTO outbox (channel, event, user_id, payload, status, attempts, next_attempt_at, created_at) VALUES
+            ('push', CASE WHEN t.slots_untaken = 0 THEN 'hall.task_removed' ELSE 'hall.task_changed' END, NULL,
+             jsonb_build_object('task_id', p_task, 'slots_untaken', t.slots_untaken, 'status', t.status), 'pending', 0, p_now, p_now),
+            ('push', 'order.taken', t.publisher_id, v_info, 'pending', 0, p_now, p_now),
+            ('subscribe', 'order_taken', t.publisher_id, v_info, 'pending', 0, p_now, p_now),
+            ('push', 'order.changed', p_worker,
+             jsonb_build_object('order_id', v_order, 'task_id', p_task, 'status', 'in_progress', 'submit_deadline_at',
+                                to_char(v_deadline AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"')),
+             'pending', 0, p_now, p_now)
+        RETURNING outbox.id, outbox.channel
+    )
+    SELECT array_agg(pushed.id ORDER BY pushed.id) FILTER (WHERE pushed.channel = 'push') INTO v_push_ids FROM pushed;
     INSERT INTO audit_log (actor_kind, actor_id, action, target_kind, target_id, data, reason, created_at)
     VALUES ('user', p_worker, 'order.take', 'order', v_order, jsonb_build_object('task_id', p_task), NULL, p_now);
     RETURN QUERY SELECT v_order, v_deadline, t.publisher_id, t.unit_price_fen, t.fee_fen, t.worker_invite_bp,
         t.publisher_invite_bp, w.inviter_id, t.publisher_inviter_id, t.review_window_s, t.appeal_window_s,
-        t.title, t.instructions, t.attachment_kind, t.attachment;
+        t.title, t.instructions, t.attachment_kind, t.attachment, v_push_ids;
 END
 $fn$
 """

@@ -132,6 +132,7 @@ async def test_a_take_writes_its_order_outbox_and_audit_rows_exactly(database, q
         ("push", "order.changed", c.bob.id, {"order_id": order.id, "task_id": task.id, "status": "in_progress",
                                              "submit_deadline_at": clock.iso_us(deadline)}, "pending", now),
     ]
+    assert order.push_ids == [r.id for r in rows if r.channel.value == "push"]  # what the API hands the relay
     [entry] = await AuditLog.filter(action="order.take", target_id=order.id)
     assert (entry.actor_kind, entry.actor_id, entry.target_kind, entry.data, entry.created_at) == (
         "user", c.bob.id, "order", {"task_id": task.id}, now)
