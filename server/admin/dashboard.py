@@ -16,7 +16,7 @@ from tortoise.functions import Count, Min, Sum
 from models import clock, ledger
 from models.ledger import AccountKind, EntryKind, Posting
 from models.orders import Order, OrderStatus
-from models.outbox import Outbox, OutboxStatus
+from models.outbox import Channel, Outbox, OutboxStatus
 from models.referrals import ReferralReward
 from models.tasks import Task, TaskStatus
 from models.withdrawals import Withdrawal, WithdrawalStatus
@@ -106,7 +106,8 @@ async def snapshot(audit_cache: AuditCache) -> dict:
     )
     overdue = [d for d in (oldest_due, oldest_task) if d is not None]
     lag_s = int((now - min(overdue)).total_seconds()) if overdue else 0
-    outbox_pending = await Outbox.filter(status=OutboxStatus.PENDING).count()
+    # Per channel, so each count reads its own partial index (outbox_subscribe_due, outbox_push_pending).
+    outbox_pending = sum([await Outbox.filter(status=OutboxStatus.PENDING, channel=channel).count() for channel in Channel])
     outbox_failed = await Outbox.filter(status=OutboxStatus.FAILED).count()
 
     cache = await audit_cache.get()

@@ -353,16 +353,20 @@ async def test_rate_limits_answer_429_with_retry_after(live):
     task = await S.publish(live, pub)
     statuses = []
     async with live.client(wrk.token) as k:
-        for _ in range(15):
+        # 10 takes per fixed 10 s window: 21 hits within two windows must overflow one of them,
+        # wherever the window boundary falls among them (they take well under 10 s).
+        for _ in range(21):
             r = await k.post(f"/api/v1/worker/tasks/{task['id']}/take")
             statuses.append(r.status_code)
+            if r.status_code == 429:
+                break
         err = S.assert_error(r, 429, "rate_limited")
         assert 1 <= int(r.headers["Retry-After"]) <= 10
         assert err["details"]["retry_after_s"] == int(r.headers["Retry-After"])
-    assert statuses[0] == 201 and set(statuses[1:10]) == {409} and statuses[-1] == 429, statuses
+    assert statuses[0] == 201 and set(statuses[1:-1]) == {409} and len(statuses) >= 11, statuses
     async with live.client() as c:
         last = None
-        for i in range(30):
+        for i in range(41):  # 20 per 60 s window: 41 hits in two windows overflow one
             last = await c.post("/api/v1/worker/login", json={"code": f"hammer{i}-{i}"})
             if last.status_code == 429:
                 break
