@@ -276,12 +276,16 @@ async def explain_relay_claim(url: str) -> str:
 
 
 async def settle(url: str) -> None:
-    """VACUUM ANALYZE and CHECKPOINT after seeding, so neither side pays for the other's (or the
-    seeding's) leftovers: dead rows, stale statistics, a checkpoint falling inside the window."""
+    """Mark the seeding's push events delivered, then VACUUM ANALYZE and CHECKPOINT, so neither
+    side pays for the seeding's leftovers: a backlog, dead rows, stale statistics, a checkpoint
+    falling inside the window."""
     import asyncpg
 
     conn = await asyncpg.connect(url)
     try:
+        # The seeding's own events (tasks published long before the rush) count as delivered:
+        # otherwise the relay would spend the first seconds pushing tens of thousands of them.
+        await conn.execute("UPDATE outbox SET status = 'sent', sent_at = now() WHERE channel = 'push' AND status = 'pending'")
         await conn.execute("VACUUM ANALYZE")
         await conn.execute("CHECKPOINT")
     finally:
