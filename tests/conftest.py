@@ -131,3 +131,20 @@ async def database(database_template, tmp_path):
         market_settings.invalidate_cache()
         clock.reset()
         await Tortoise.close_connections()
+
+
+TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+async def connect_test_redis():
+    """A redis.asyncio client on TEST_REDIS_URL (the caller closes it); skips the test when no
+    Redis answers there."""
+    from redis import asyncio as redis_asyncio
+
+    r = redis_asyncio.from_url(TEST_REDIS_URL)
+    try:
+        await r.ping()
+    except Exception:  # noqa: BLE001
+        await r.aclose()
+        pytest.skip("no Redis at TEST_REDIS_URL")
+    return r

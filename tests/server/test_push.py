@@ -139,3 +139,20 @@ async def test_the_in_process_bus_delivers_the_wire_events_to_the_sockets_that_w
     await bus.publish(await push.claim_ids([r.id for r in rows]))
     assert [m["type"] for m in got["hall"]] == ["hall.x"] and [m["type"] for m in got["u7"]] == ["mine"]
     assert got["u8"] == [] and "user_id" not in got["u7"][0] and got["u7"][0]["data"] == {"e": "mine"}
+
+
+@pytest.mark.postgres
+async def test_relays_racing_by_scan_and_by_id_claim_every_row_exactly_once(database):
+    """The losing side of the relay race: two workers' scans and id claims over the same rows at
+    once (PostgreSQL: SKIP LOCKED on the scan, the id claim waits and re-checks the status)."""
+    now = clock.now()
+    rows = [await row(f"e{i}", i % 5 or None, now) for i in range(300)]
+    ids = [r.id for r in rows]
+    claims = [push.claim(40) for _ in range(6)]
+    claims += [push.claim_ids(ids[i::3]) for i in range(3)]
+    claims += [push.claim_ids(ids[::-7])]
+    results = await asyncio.gather(*claims)
+    leftovers = await push.claim(500)
+    claimed = [e["id"] for batch in results for e in batch] + [e["id"] for e in leftovers]
+    assert sorted(claimed) == ids  # each row once: none lost, none twice
+    assert await Outbox.filter(id__in=ids, status=OutboxStatus.PENDING).count() == 0

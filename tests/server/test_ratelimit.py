@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
 
 import pytest
 import pytest_asyncio
 
 from server.ratelimit import MemoryLimiter, RateLimited, RedisLimiter, Rule
+from tests.conftest import connect_test_redis
 
 
 @pytest_asyncio.fixture(params=["memory", "redis"])
@@ -17,13 +17,7 @@ async def limiter(request):
     if request.param == "memory":
         yield MemoryLimiter(), None
         return
-    redis_asyncio = pytest.importorskip("redis.asyncio")
-    r = redis_asyncio.from_url(os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15"))
-    try:
-        await r.ping()
-    except Exception:  # noqa: BLE001
-        await r.aclose()
-        pytest.skip("no Redis on localhost")
+    r = await connect_test_redis()
     yield RedisLimiter(r), r
     keys = await r.keys("ratelimit:test-*")
     if keys:

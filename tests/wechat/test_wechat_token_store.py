@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
 
 import pytest
 import pytest_asyncio
 
+from tests.conftest import connect_test_redis
 from wechat.token_store import REFRESH_MARGIN_S, AccessTokenCache, MemoryTokenStore, RedisTokenStore
 
 
@@ -32,13 +32,7 @@ async def store(request):
     if request.param == "memory":
         yield MemoryTokenStore()
         return
-    redis_asyncio = pytest.importorskip("redis.asyncio")
-    r = redis_asyncio.from_url(os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15"))
-    try:
-        await r.ping()
-    except Exception:  # noqa: BLE001
-        await r.aclose()
-        pytest.skip("no Redis on localhost")
+    r = await connect_test_redis()
     prefix = f"test:wechat:{uuid.uuid4().hex}:"
     yield RedisTokenStore(r, prefix=prefix)
     keys = await r.keys(prefix + "*")
