@@ -20,7 +20,8 @@ BENCHMARKS = {"take": take.run, "complete": complete.run, "sweep": sweep.run}
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    parser.add_argument("which", nargs="?", default="all", choices=[*BENCHMARKS, "all"])
+    parser.add_argument("which", nargs="?", default="all", choices=[*BENCHMARKS, "all", "flash"],
+                        help="flash: the flash crowd on a live server (bench/flash_take.py; not part of all)")
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke test")
     parser.add_argument("--sweep-backlog", type=int, default=None, metavar="N",
                         help=f"orders in the sweep backlog (default {sweep.BACKLOG}, --quick 600)")
@@ -34,7 +35,11 @@ async def _run(names: list[str], *, quick: bool, sweep_backlog: int | None) -> N
     report = Report()
     started = time.perf_counter()
     for name in names:
-        if name == "sweep":
+        if name == "flash":
+            from bench import flash_take
+
+            await flash_take.main(quick)
+        elif name == "sweep":
             await sweep.run(report, quick=quick, backlog=sweep_backlog)
         else:
             await BENCHMARKS[name](report, quick=quick)

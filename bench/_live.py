@@ -172,14 +172,15 @@ async def bulk_workers(url: str, count: int) -> list[int]:
 
 
 async def worker_tokens(worker_ids: Sequence[int]) -> list[str]:
-    """Session tokens signed with the secret the server uses (the dev key when none is set)."""
+    """Access tokens signed with the keys the server uses (the dev key when none is set), valid for
+    the length of a benchmark run."""
     from miniprogram_api.auth import issue_token
     from models.users import User
-    from server.config import dev_secret_key, load_config
+    from server.config import key_ring, load_config
 
-    secret = dev_secret_key(load_config())
+    keys = key_ring(load_config())
     users = {u.id: u for u in await User.filter(id__in=list(worker_ids))}
-    return [issue_token(secret, users[w])[0] for w in worker_ids]
+    return [issue_token(keys, users[w], ttl_s=3 * 3600)[0] for w in worker_ids]
 
 
 async def books_are_clean() -> str:

@@ -10,7 +10,7 @@
    `/api/v1/ws?token=...`; we wait until every one has its `welcome`. Server memory: VmRSS of each
    server worker process before and after, divided by the connections.
 4. Rounds: the publisher publishes a task through `POST /api/v1/publisher/tasks` (the path a real
-   publish takes: commit, relay poked, Redis pub/sub, each worker's hub, one writer task per
+   publish takes: commit, relay poked, Redis pub/sub, each worker's hub, one frame written per
    socket); each client stamps the arrival of `hall.task_published` with CLOCK_MONOTONIC (one
    clock for every process on the machine). Latency = arrival − the moment the POST was sent.
    Round 0 is a warm-up and is not counted. Events are matched by a random title, since Redis
@@ -22,11 +22,14 @@ figures are the time until the last client *processed* the event, which includes
 
 from __future__ import annotations
 
+import uuid
+
 import argparse
 import asyncio
 import contextlib
 import json
 import os
+import random
 import secrets
 import subprocess
 import sys
@@ -51,6 +54,7 @@ async def client_main(url: str, tokens_file: str, start: int, count: int) -> Non
     arrivals: dict[str, list[float]] = {}
     welcomed = 0
     failed = 0
+    busy = [0]  # handshakes answered 503 server_busy (retried)
     errors: list[str] = []
     gate = asyncio.Semaphore(HANDSHAKES_IN_FLIGHT)
     all_welcomed = asyncio.Event()
@@ -61,7 +65,15 @@ async def client_main(url: str, tokens_file: str, start: int, count: int) -> Non
         nonlocal welcomed, failed
         try:
             async with gate:
-                ws = await connect(f"{url}?token={token}", open_timeout=60, max_queue=64, compression=None)
+                while True:
+                    try:
+                        ws = await connect(f"{url}?token={token}", open_timeout=60, max_queue=64, compression=None)
+                        break
+                    except websockets.exceptions.InvalidStatus as exc:  # 503 server_busy: as live.js, wait Retry-After × (1 + random)
+                        if exc.response.status_code != 503:
+                            raise
+                        busy[0] += 1
+                        await asyncio.sleep(float(exc.response.headers.get("Retry-After", "5")) * (1 + random.random()))
                 first = json.loads(await ws.recv())
                 if first.get("type") != "welcome":
                     raise RuntimeError(f"first message {first}")
@@ -101,7 +113,7 @@ async def client_main(url: str, tokens_file: str, start: int, count: int) -> Non
     t0 = time.monotonic()
     tasks = [asyncio.create_task(one(t)) for t in tokens]
     await all_welcomed.wait()
-    print(f"READY {welcomed} {failed} {time.monotonic() - t0:.2f} {json.dumps(errors)}", flush=True)
+    print(f"READY {welcomed} {failed} {time.monotonic() - t0:.2f} {busy[0]} {json.dumps(errors)}", flush=True)
 
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
@@ -127,6 +139,7 @@ async def client_main(url: str, tokens_file: str, start: int, count: int) -> Non
 class Clients:
     def __init__(self, ws_url: str, tokens_file: Path, n: int, procs: int) -> None:
         per = -(-n // procs)
+        self.busy = 0
         self.procs = [
             subprocess.Popen(
                 [sys.executable, "-m", "bench.push_fanout", "--client", ws_url, str(tokens_file), str(i * per), str(min(per, n - i * per))],
@@ -143,8 +156,9 @@ class Clients:
         for line in lines:
             if not line.startswith("READY"):
                 raise RuntimeError(f"client process said {line!r}")
-            _, a, b, s, e = line.split(" ", 4)
+            _, a, b, s, busy, e = line.split(" ", 5)
             ok, failed, secs = ok + int(a), failed + int(b), max(secs, float(s))
+            self.busy += int(busy)
             errs += json.loads(e)
         return ok, failed, secs, errs
 
@@ -186,7 +200,7 @@ async def main(n: int, procs: int, rounds: int) -> None:
     from miniprogram_api.auth import issue_token
     from models import db
     from models.users import User
-    from server.config import dev_secret_key, load_config
+    from server.config import key_ring, load_config
 
     _live.raise_nofile(n + 1024)
     print(f"# push_fanout — {n} WebSocket clients in {procs} client processes, {rounds} counted rounds")
@@ -196,7 +210,7 @@ async def main(n: int, procs: int, rounds: int) -> None:
         t0 = time.monotonic()
         (pub,) = await _live.publishers(1)
         await _live.fund(pub, 100 * (rounds + 1) * 110)
-        publisher_token = issue_token(dev_secret_key(load_config()), await User.get(id=pub))[0]
+        publisher_token = issue_token(key_ring(load_config()), await User.get(id=pub), ttl_s=3 * 3600)[0]
         worker_ids = await _live.bulk_workers(url, n)
         tokens = await _live.worker_tokens(worker_ids)
         (tmp / "tokens.txt").write_text("\n".join(tokens) + "\n")
@@ -216,7 +230,8 @@ async def main(n: int, procs: int, rounds: int) -> None:
             ok, failed, secs, errs = await clients.ready()
             print(f"connected and welcomed: {ok} of {n} ({failed} failed{': ' + '; '.join(errs) if errs else ''}) in {time.monotonic() - t_conn:.1f} s "
                   f"({ok / max(secs, 1e-9):.0f} handshakes/s); server workers' CPU for the handshakes "
-                  f"{1000 * sum(_live.cpu_seconds(p) - cpu0[p] for p in workers) / max(ok, 1):.2f} ms per connection")
+                  f"{1000 * sum(_live.cpu_seconds(p) - cpu0[p] for p in workers) / max(ok, 1):.2f} ms per connection; "
+                  f"{clients.busy} handshakes answered 503 server_busy and retried")
             await asyncio.sleep(3)
             rss1 = {p: _live.rss_kib(p) for p in workers}
             for p in workers:
@@ -230,7 +245,7 @@ async def main(n: int, procs: int, rounds: int) -> None:
                     marker = f"fanout-{secrets.token_hex(4)}-{r}"
                     cpu_before = {p: _live.cpu_seconds(p) for p in workers + clients.pids()}
                     sent = time.monotonic()
-                    resp = await http.post("/api/v1/publisher/tasks", json={"title": marker, "instructions": "Fan-out probe.", "unit_price_fen": 100, "quantity": 1})
+                    resp = await http.post("/api/v1/publisher/tasks", json={"title": marker, "instructions": "Fan-out probe.", "unit_price_fen": 100, "quantity": 1, "request_id": uuid.uuid4().hex})
                     answered = time.monotonic() - sent
                     if resp.status_code != 201:
                         raise RuntimeError(f"publish failed: {resp.status_code} {resp.text}")

@@ -113,13 +113,13 @@ async def take(pool: asyncpg.Pool, task_id: int, worker_id: int, limit: int) -> 
             task["review_window_s"], task["appeal_window_s"], now, deadline,
         )
         hall = {"task_id": task_id, "slots_untaken": task["slots_untaken"], "status": task["status"]}
-        info = {"order_id": order_id, "task_id": task_id, "title": task["title"], "taken_at": now.isoformat()}
+        info = {"order_id": order_id, "task_id": task_id, "title": task["title"], "taken_at": now.strftime("%Y-%m-%dT%H:%M:%S.%fZ")}
         await write_outbox(conn, now, [
             ("push", "hall.task_removed" if task["slots_untaken"] == 0 else "hall.task_changed", None, hall),
             ("push", "order.taken", task["publisher_id"], info),
             ("subscribe", "order_taken", task["publisher_id"], info),
-            ("push", "order.changed", worker_id, {"order_id": order_id, "task_id": task_id, "status": "in_progress",
-                                                   "submit_deadline_at": deadline.isoformat()}),
+            ("push", "order.changed", worker_id, {"order_id": order_id, "task_id": task_id, "status": "in_progress", "event": "take",
+                                                   "deadline_at": deadline.strftime("%Y-%m-%dT%H:%M:%S.%fZ")}),
         ])
         await conn.execute(AUDIT_SQL, "user", worker_id, "order.take", order_id, dumps({"task_id": task_id}), now)
     return order_id
@@ -164,10 +164,12 @@ async def complete(conn: asyncpg.Connection, o: Any, event: str, now: dt.datetim
         await conn.execute(REWARDS_SQL, oid, now, [r[0] for r in rewards], [r[1] for r in rewards],
                            [r[2] for r in rewards], [r[3] for r in rewards])
     info = {"order_id": oid, "task_id": task_id, "status": "completed", "event": event}
+    changed = info | {"deadline_at": None}
     await write_outbox(conn, now, [
-        ("push", "wallet.changed", o["worker_id"], {"reason": "order_completed", "order_id": oid, "amount_fen": price}),
-        ("push", "order.changed", o["worker_id"], info),
-        ("push", "order.changed", o["publisher_id"], info),
+        ("push", "wallet.changed", o["worker_id"], {"reason": "order_complete", "amount_fen": price, "task_id": task_id, "order_id": oid,
+                                                    "recharge_id": None, "withdrawal_id": None}),
+        ("push", "order.changed", o["worker_id"], changed),
+        ("push", "order.changed", o["publisher_id"], changed),
         ("subscribe", "order_approved", o["worker_id"], info | {"amount_fen": price}),
     ])
     money = {"paid_fen": price, "fee_fen": fee - r_w - r_p, "worker_referral_fen": r_w, "publisher_referral_fen": r_p}
@@ -246,3 +248,129 @@ async def _apply_timer(conn: asyncpg.Connection, o: Any) -> None:
             if await conn.execute(REVIEW_TIMEOUT_SQL, o["id"], now, o["review_deadline_at"]) != "UPDATE 1":
                 return
             await complete(conn, o, "review_timeout", now, {})
+
+
+# --- the sweep, batched (the baseline of `timer_batch.settle_orders`) -------------------------------
+BATCH_CLAIM_SQL = (
+    f"SELECT {ORDER_TERMS}, status, due_at, sweep_failures FROM orders WHERE due_at <= $1 "
+    "ORDER BY due_at LIMIT $2 FOR NO KEY UPDATE SKIP LOCKED"
+)
+
+
+async def sweep_orders_batched(pool: asyncpg.Pool, batch: int = 100) -> int:
+    """`timer_batch.settle_orders` by hand: up to `batch` due orders claimed (SKIP LOCKED) and
+    settled in ONE transaction with set-based statements — the orders' conditional UPDATEs, the
+    workers' counters and the tasks' counters (each locked in id order first), referral rows,
+    outbox rows, audit rows, journal entries, the accounts (locked in code order, one UPDATE for the
+    batch's net change each) and the postings with running balances. The same writes as ours."""
+    now = clock.now()
+    async with pool.acquire() as conn, conn.transaction():
+        claimed = sorted(await conn.fetch(BATCH_CLAIM_SQL, now, batch), key=lambda o: (o["task_id"], o["id"]))
+        if not claimed:
+            return 0
+        ends = [o for o in claimed if o["status"] == "in_progress"]
+        dones = [o for o in claimed if o["status"] == "awaiting_review"]
+        outbox: list[tuple[str, str, int | None, dict]] = []
+        audits: list[tuple[str, int, str]] = []
+        if ends:
+            reviews = [o["submit_deadline_at"] + dt.timedelta(seconds=o["review_window_s"]) for o in ends]
+            await conn.execute(
+                "UPDATE orders o SET status = 'awaiting_review', submitted_at = o.submit_deadline_at, review_deadline_at = v.r, "
+                "due_at = v.r FROM unnest($1::bigint[], $2::timestamptz[]) AS v(id, r) WHERE o.id = v.id AND o.status = 'in_progress' AND o.due_at <= $3",
+                [o["id"] for o in ends], reviews, now,
+            )
+            per_worker: dict[int, int] = {}
+            for o in ends:
+                per_worker[o["worker_id"]] = per_worker.get(o["worker_id"], 0) + 1
+            ids = sorted(per_worker)
+            await conn.execute("SELECT id FROM users WHERE id = ANY($1::bigint[]) ORDER BY id FOR NO KEY UPDATE", ids)
+            await conn.execute(
+                "UPDATE users u SET orders_in_progress = u.orders_in_progress - v.n FROM unnest($1::bigint[], $2::int[]) AS v(id, n) WHERE u.id = v.id",
+                ids, [per_worker[i] for i in ids],
+            )
+            for o, review in zip(ends, reviews):
+                info = {"order_id": o["id"], "task_id": o["task_id"], "status": "awaiting_review", "event": "countdown_end"}
+                outbox += [("push", "order.changed", o["worker_id"], info), ("push", "order.changed", o["publisher_id"], info),
+                           ("subscribe", "order_awaiting_review", o["publisher_id"], info | {"review_deadline_at": review.isoformat()})]
+                audits.append(("order.countdown_end", o["id"], dumps({"from": "in_progress", "to": "awaiting_review"})))
+        entries, deltas, rewards = [], {}, []
+        if dones:
+            await conn.execute(
+                "UPDATE orders SET status = 'completed', due_at = NULL, finished_at = review_deadline_at, finished_by = 'review_timeout' "
+                "WHERE id = ANY($1::bigint[]) AND status = 'awaiting_review' AND due_at <= $2",
+                [o["id"] for o in dones], now,
+            )
+            for o in dones:
+                oid, task_id, price, fee = o["id"], o["task_id"], o["unit_price_fen"], o["fee_fen"]
+                r_w = price * o["worker_invite_bp"] // BP if o["worker_inviter_id"] else 0
+                r_p = fee * o["publisher_invite_bp"] // BP if o["publisher_inviter_id"] else 0
+                legs = {_shard("escrow", task_id): -(price + fee), f"u:{o['worker_id']}:available": price,
+                        _shard("fees", oid): fee - r_w - r_p, _shard("referral_payable", oid): r_w + r_p}
+                legs = {c: m for c, m in sorted(legs.items()) if m}
+                entries.append((f"order:{oid}:complete", task_id, oid, legs))
+                for c, m in legs.items():
+                    deltas[c] = deltas.get(c, 0) + m
+                if r_w:
+                    rewards.append((o["worker_inviter_id"], o["worker_id"], oid, "worker", r_w))
+                if r_p:
+                    rewards.append((o["publisher_inviter_id"], o["publisher_id"], oid, "publisher", r_p))
+                info = {"order_id": oid, "task_id": task_id, "status": "completed", "event": "review_timeout"}
+                outbox += [("push", "wallet.changed", o["worker_id"], {"reason": "order_complete", "amount_fen": price, "task_id": task_id,
+                                                                        "order_id": oid, "recharge_id": None, "withdrawal_id": None}),
+                           ("push", "order.changed", o["worker_id"], info | {"deadline_at": None}),
+                           ("push", "order.changed", o["publisher_id"], info | {"deadline_at": None}),
+                           ("subscribe", "order_approved", o["worker_id"], info | {"amount_fen": price})]
+                money = {"paid_fen": price, "fee_fen": fee - r_w - r_p, "worker_referral_fen": r_w, "publisher_referral_fen": r_p}
+                audits.append(("order.review_timeout", oid, dumps({"from": "awaiting_review", "to": "completed", **money})))
+        if rewards:
+            await conn.execute(
+                "INSERT INTO referral_rewards (inviter_id, invitee_id, order_id, side, amount_fen, created_at) "
+                "SELECT i, e, o, s, m, $6 FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], $5::bigint[]) AS x(i, e, o, s, m)",
+                *[list(c) for c in zip(*rewards)], now,
+            )
+        await write_outbox(conn, now, outbox)
+        await conn.execute(
+            "INSERT INTO audit_log (actor_kind, actor_id, action, target_kind, target_id, data, created_at) "
+            "SELECT 'timer', NULL, a, 'order', t, d::jsonb, $4 FROM unnest($1::text[], $2::bigint[], $3::text[]) AS x(a, t, d)",
+            [a[0] for a in audits], [a[1] for a in audits], [a[2] for a in audits], now,
+        )
+        if dones:
+            per_task: dict[int, int] = {}
+            for o in dones:
+                per_task[o["task_id"]] = per_task.get(o["task_id"], 0) + 1
+            ids = sorted(per_task)
+            await conn.execute("SELECT id FROM tasks WHERE id = ANY($1::bigint[]) ORDER BY id FOR NO KEY UPDATE", ids)
+            await conn.execute(
+                "UPDATE tasks t SET orders_live = t.orders_live - v.n, status = CASE WHEN t.status = 'full' AND t.orders_live = v.n "
+                "AND t.slots_untaken = 0 THEN 'finished' ELSE t.status END FROM unnest($1::bigint[], $2::int[]) AS v(id, n) WHERE t.id = v.id",
+                ids, [per_task[i] for i in ids],
+            )
+            rows = await conn.fetch(
+                "INSERT INTO journal_entries (key, kind, task_id, order_id, memo, created_at) "
+                "SELECT k, 'order_complete', t, o, 'review_timeout', $4 FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS e(k, t, o) "
+                "RETURNING id, key",
+                [e[0] for e in entries], [e[1] for e in entries], [e[2] for e in entries], now,
+            )
+            entry_ids = {r["key"]: r["id"] for r in rows}
+            codes = sorted(deltas)
+            await conn.execute("SELECT id FROM accounts WHERE code = ANY($1::text[]) ORDER BY code FOR NO KEY UPDATE", codes)
+            updated = await conn.fetch(
+                "UPDATE accounts a SET balance_fen = a.balance_fen + d.m FROM unnest($1::text[], $2::bigint[]) AS d(c, m) "
+                "WHERE a.code = d.c AND (a.may_go_negative OR a.balance_fen + d.m >= 0) RETURNING a.code, a.id, a.balance_fen",
+                codes, [deltas[c] for c in codes],
+            )
+            if len(updated) != len(codes):
+                raise Lost("insufficient balance")
+            account = {r["code"]: r["id"] for r in updated}
+            running = {r["code"]: r["balance_fen"] - deltas[r["code"]] for r in updated}
+            pe, pa, pm, pb = [], [], [], []
+            for key, _, _, legs in entries:
+                for code, m in legs.items():
+                    running[code] += m
+                    pe.append(entry_ids[key]), pa.append(account[code]), pm.append(m), pb.append(running[code])
+            await conn.execute(
+                "INSERT INTO postings (entry_id, account_id, amount_fen, balance_after_fen, related_user_id, created_at) "
+                "SELECT e, a, m, b, NULL, $5 FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[]) AS x(e, a, m, b)",
+                pe, pa, pm, pb, now,
+            )
+    return len(claimed)

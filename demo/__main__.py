@@ -99,7 +99,7 @@ async def play(base: str) -> None:
     say(f"alice recharged {yuan(50_000)}, dora {yuan(30_000)} (paid in the sandbox, credited by WeChat Pay's notification)")
 
     # 1. A race for a single slot, then an approval.
-    t1 = await alice.ok("POST", "/tasks", json={"title": "Scan the shop's QR code", "instructions": "Scan and follow", "unit_price_fen": 1_200})
+    t1 = await alice.ok("POST", "/tasks", json={"title": "Scan the shop's QR code", "instructions": "Scan and follow", "unit_price_fen": 1_200, "request_id": f"demo-t-{next(_seq)}"})
     results = await asyncio.gather(*(w.call("POST", f"/tasks/{t1['id']}/take") for w in (bob, frank, gina)))
     winners = [(w, r) for w, r in zip((bob, frank, gina), results) if r.status_code == 201]
     losers = [r.json()["error"]["code"] for r in results if r.status_code != 201]
@@ -110,7 +110,7 @@ async def play(base: str) -> None:
     say(f"{winner.name} submitted; alice approved: {winner.name} earns {yuan(1_200)}")
 
     # 2. Nobody reviews: the review window runs out and the order is approved automatically.
-    t2 = await dora.ok("POST", "/tasks", json={"title": "Write a review", "instructions": "Two sentences", "unit_price_fen": 800})
+    t2 = await dora.ok("POST", "/tasks", json={"title": "Write a review", "instructions": "Two sentences", "unit_price_fen": 800, "request_id": f"demo-t-{next(_seq)}"})
     o2 = await bob.ok("POST", f"/tasks/{t2['id']}/take")
     await bob.ok("POST", f"/orders/{o2['id']}/submit", json={"proof_text": "written"})
     say(f"bob submitted task {t2['id']}; dora never reviews it ...")
@@ -118,7 +118,7 @@ async def play(base: str) -> None:
     say("... the review window ran out: auto-approved, bob paid (and his inviter erin earns a referral reward)")
 
     # 3. A rejection and an appeal.
-    t3 = await alice.ok("POST", "/tasks", json={"title": "Follow the account", "instructions": "Follow and screenshot", "unit_price_fen": 500})
+    t3 = await alice.ok("POST", "/tasks", json={"title": "Follow the account", "instructions": "Follow and screenshot", "unit_price_fen": 500, "request_id": f"demo-t-{next(_seq)}"})
     o3 = await frank.ok("POST", f"/tasks/{t3['id']}/take")
     await frank.ok("POST", f"/orders/{o3['id']}/submit", json={"proof_text": "followed"})
     await alice.ok("POST", f"/orders/{o3['id']}/reject", json={"reason": "no screenshot"})
@@ -126,7 +126,7 @@ async def play(base: str) -> None:
     say(f"alice rejected frank's order {o3['id']}; frank appealed: it is {appealed['status']} (an operator decides)")
 
     # 4. Nobody takes a task: its slots are refunded when the take window ends.
-    t4 = await dora.ok("POST", "/tasks", json={"title": "Nobody wants this", "instructions": "-", "unit_price_fen": 300, "quantity": 3})
+    t4 = await dora.ok("POST", "/tasks", json={"title": "Nobody wants this", "instructions": "-", "unit_price_fen": 300, "quantity": 3, "request_id": f"demo-t-{next(_seq)}"})
     say(f"dora published task {t4['id']} with 3 slots; nobody takes it ...")
     await wait_status(dora, f"/tasks/{t4['id']}", "expired")
     say(f"... the take window ended: {yuan(3 * (300 + 30))} refunded to dora")

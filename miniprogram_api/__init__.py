@@ -1,30 +1,28 @@
-"""The HTTP API and WebSocket of the two Mini Programs (contract: docs/api.md and /docs/openapi.json)."""
+"""The HTTP API and WebSocket of the two Mini Programs (contract: docs/api.md, the OpenAPI document
+at /docs/openapi.json, docs/events.json, docs/errors.json)."""
 
 from __future__ import annotations
 
 from sanic import Sanic
-from sanic_ext import openapi
 
+from models.blocks import BlockNotFound
 from models.errors import NotFound, OrderNotFound, RechargeNotFound, TaskNotFound, WithdrawalNotFound
-
 from models.users import End
 
-
-NOT_FOUND = {"order_id": OrderNotFound, "task_id": TaskNotFound, "withdrawal_id": WithdrawalNotFound, "recharge_id": RechargeNotFound}
+NOT_FOUND = {"order_id": OrderNotFound, "task_id": TaskNotFound, "withdrawal_id": WithdrawalNotFound, "recharge_id": RechargeNotFound,
+             "worker_id": BlockNotFound}  # the only worker_id in a path: DELETE /publisher/blocks/{worker_id}
 
 
 def install(app: Sanic) -> None:
-    from miniprogram_api import account, publisher, worker, ws
-    from miniprogram_api.docs import ERROR_SCHEMA
-
-    app.ext.openapi.add_component("schemas", "Error", ERROR_SCHEMA)
+    from miniprogram_api import account, docs_site, public, publisher, worker, ws
 
     app.blueprint(account.account_blueprint(End.WORKER))
     app.blueprint(account.account_blueprint(End.PUBLISHER))
     app.blueprint(worker.bp)
     app.blueprint(publisher.bp)
-    app.blueprint(ws.bp)
-    openapi.exclude(bp=ws.bp)  # the WebSocket is documented in docs/api.md, not as a GET
+    app.blueprint(public.bp)
+    app.blueprint(ws.bp)  # the WebSocket is documented in docs/api.md and docs/events.json, not as a GET
+    docs_site.install(app)
 
     @app.on_request
     async def ids_in_range(request):

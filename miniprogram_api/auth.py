@@ -1,19 +1,21 @@
-"""Session tokens for the two Mini Programs, and the check every endpoint makes of who is asking.
+"""Access tokens for the two Mini Programs, and the check every endpoint makes of who is asking.
 
-A token is `<payload>.<signature>`: base64url JSON {uid, end, ver, exp} signed with HMAC-SHA256
-under the server's secret key. It names one account of one end and expires (default 7 days). It is
-revocable: banning a user bumps `users.token_version`, and a token whose `ver` is older is refused.
-Every authenticated request checks the user row, so a ban takes effect on the next request, and on
-the WebSocket at the next heartbeat: usually by one primary-key lookup before the handler runs; the
-one-click take instead checks the same conditions inside its own statement (`require(...,
-lookup=False)`), which saves the hottest endpoint a round trip.
+An access token is `<kid>.<payload>.<mac>` (`server/keys.py`, purpose "api.access"): payload =
+base64url JSON {uid, end, ver, sid, exp}. It names one account of one end and lives
+`ACCESS_TTL_S` (15 minutes); the refresh token of the login's session (`models/sessions.py`) gets a
+new one (`POST /{end}/refresh`). Why this split suits a phone is argued in docs/api.md.
+
+Every authenticated request checks the user row, so a ban, a logout (both bump
+`users.token_version`) take effect on the next request, and on the WebSocket at the next heartbeat:
+usually by one primary-key lookup before the handler runs; the one-click take instead checks the
+same conditions inside its own statement (`require(..., lookup=False)`), which saves the hottest
+endpoint a round trip. A banned user is told `user_banned` (403) on every path, whatever the age of
+the token; a token of an ended session is `unauthorized` (401); an expired one `token_expired`.
 """
 
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
 import json
 import time
 from dataclasses import dataclass
@@ -24,15 +26,20 @@ from sanic.request import Request
 from models.errors import DomainError, UserBanned, WrongEnd
 from models.users import End, User
 
-TOKEN_TTL_S = 7 * 86_400
+ACCESS_TTL_S = 15 * 60
+PURPOSE = "api.access"
 
 
 class Unauthorized(DomainError):
-    code, status, message = "unauthorized", 401, "Log in first: a valid session token is required."
+    code, status = "unauthorized", 401
+    message, message_zh = "Log in first: a valid session token is required.", "请先登录：需要有效的登录凭证。"
+    hint = "No valid session token: log in again (wx.login, then POST /login)."
 
 
 class TokenExpired(Unauthorized):
-    code, message = "token_expired", "The session has expired; log in again."
+    code, message = "token_expired", "The access token has expired; get a new one with the refresh token."
+    message_zh = "访问凭证已过期，请用刷新凭证换取新的。"
+    hint = "The access token lived its 15 minutes: POST /refresh with the refresh token (then retry); if that is refused, log in again."
 
 
 @dataclass(frozen=True)
@@ -51,26 +58,26 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def issue_token(secret: str, user: User, ttl_s: int = TOKEN_TTL_S) -> tuple[str, int]:
+def issue_token(keys, user: User, ttl_s: int = ACCESS_TTL_S, *, session_id: int | None = None) -> tuple[str, int]:
+    """(access token, its expiry as a Unix time), signed with the current key of `keys`."""
     exp = int(time.time()) + ttl_s
-    payload = _b64(json.dumps({"uid": user.id, "end": user.end.value, "ver": user.token_version, "exp": exp}, separators=(",", ":")).encode())
-    sig = _b64(hmac.new(secret.encode(), payload.encode(), hashlib.sha256).digest())
-    return f"{payload}.{sig}", exp
+    claims = {"uid": user.id, "end": user.end.value, "ver": user.token_version, "sid": session_id, "exp": exp}
+    return keys.sign(PURPOSE, _b64(json.dumps(claims, separators=(",", ":")).encode())), exp
 
 
-def read_token(secret: str, token: str) -> dict:
-    """The token's claims if its signature is ours and it has not expired; else Unauthorized."""
+def read_token(keys, token: str, *, allow_expired: bool = False) -> dict:
+    """The token's claims if a key of the ring signed it for this purpose and it has not expired
+    (or `allow_expired`); else Unauthorized / TokenExpired."""
+    payload = keys.verify(PURPOSE, token)
+    if payload is None:
+        raise Unauthorized()
     try:
-        payload, sig = token.split(".", 1)
-        expected = _b64(hmac.new(secret.encode(), payload.encode(), hashlib.sha256).digest())
-        if not hmac.compare_digest(sig, expected):
-            raise Unauthorized()
         claims = json.loads(_unb64(payload))
-        if not isinstance(claims, dict) or not {"uid", "end", "ver", "exp"} <= set(claims):
-            raise Unauthorized()
     except (ValueError, TypeError, UnicodeDecodeError):
         raise Unauthorized() from None
-    if claims["exp"] < time.time():
+    if not isinstance(claims, dict) or not {"uid", "end", "ver", "exp"} <= set(claims):
+        raise Unauthorized()
+    if not isinstance(claims["exp"], (int, float)) or (claims["exp"] < time.time() and not allow_expired):
         raise TokenExpired()
     return claims
 
@@ -83,24 +90,34 @@ def token_from(request: Request) -> str | None:
     return request.args.get("token") if request.path.endswith("/ws") else None
 
 
-async def authenticate(request: Request, end: End | None, *, lookup: bool = True) -> Session:
+def check_user(user: User | None, claims: dict) -> User:
+    """The rules of a live session on a freshly read user row: banned first (whatever the token's
+    age: the person must learn why), then the session version (ban, logout)."""
+    if user is None:
+        raise Unauthorized("This session is no longer valid; log in again.", zh="登录已失效，请重新登录。")
+    if user.banned:
+        raise UserBanned()
+    if user.token_version != claims["ver"]:
+        raise Unauthorized("This session is no longer valid; log in again.", zh="登录已失效，请重新登录。")
+    return user
+
+
+async def authenticate(request: Request, end: End | None, *, lookup: bool = True, check_expiry: bool = True) -> Session:
     """Who is asking. With `lookup=False` only the token is checked (signature, expiry, end): the
-    caller must check the user row itself (not banned, `token_version` unchanged), in its statement."""
+    caller must check the user row itself (not banned, `token_version` unchanged), in its statement.
+    `check_expiry=False` (the WebSocket heartbeat): the session must still live, but the access
+    token that opened the socket may have expired since."""
     token = token_from(request)
     if not token:
         raise Unauthorized()
-    claims = read_token(request.app.ctx.secret_key, token)
+    claims = read_token(request.app.ctx.keys, token, allow_expired=not check_expiry)
     if not lookup:
         if end is not None and claims["end"] != end.value:
-            raise WrongEnd(f"This endpoint belongs to the {end.value} Mini Program.")
+            raise WrongEnd("This endpoint belongs to the {end} Mini Program.", zh="此接口属于{end}小程序。", end=end.value)
         return Session(user_id=claims["uid"], end=End(claims["end"]), token_version=claims["ver"])
-    user = await User.get_or_none(id=claims["uid"])
-    if user is None or user.token_version != claims["ver"]:
-        raise Unauthorized("This session is no longer valid; log in again.")
-    if user.banned:
-        raise UserBanned()
+    user = check_user(await User.get_or_none(id=claims["uid"]), claims)
     if end is not None and user.end != end:
-        raise WrongEnd(f"This endpoint belongs to the {end.value} Mini Program.")
+        raise WrongEnd("This endpoint belongs to the {end} Mini Program.", zh="此接口属于{end}小程序。", end=end.value)
     return Session(user_id=user.id, end=user.end, token_version=user.token_version, user=user)
 
 

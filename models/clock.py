@@ -33,5 +33,6 @@ def after(base: dt.datetime, seconds: int) -> dt.datetime:
 
 
 def iso_us(value: dt.datetime) -> str:
-    """UTC ISO 8601 with microseconds always written (PostgreSQL's to_char writes the same form)."""
-    return value.astimezone(UTC).isoformat(timespec="microseconds")
+    """UTC ISO 8601 with microseconds always written and a `Z` (`2026-11-25T18:52:42.162808Z`): the
+    one form of every time the API and the WebSocket send (PostgreSQL's to_char writes the same)."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

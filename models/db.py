@@ -8,6 +8,7 @@ placeholders on both backends (SQLite understands `?1`, which we rewrite to).
 
 from __future__ import annotations
 
+import contextlib
 import re
 from typing import Any
 
@@ -27,6 +28,13 @@ MODEL_MODULES = [
     "models.audit",
     "models.uploads",
     "models.operators",
+    "models.sessions",
+    "models.reconciliation",
+    "models.ops_status",
+    "models.records",
+    "models.blocks",
+    "models.appeals",
+    "models.compliance",
 ]
 
 _PLACEHOLDER = re.compile(r"\$(\d+)")
@@ -43,12 +51,17 @@ async def _keep_session(connection) -> None:
 
 
 def tortoise_config(db_url: str) -> dict[str, Any]:
+    from tortoise.backends.base.config_generator import expand_db_url
+
     connection: Any = db_url
     if db_url.startswith(("postgres://", "asyncpg://")):
-        from tortoise.backends.base.config_generator import expand_db_url
-
         connection = expand_db_url(db_url)
         connection["credentials"]["reset"] = _keep_session
+    elif db_url.startswith("sqlite://"):
+        # Our engine: WAL, a busy timeout, BEGIN IMMEDIATE (models/sqlite_engine.py). Pragmas in the
+        # URL's query string (?busy_timeout=30000) still override its defaults.
+        connection = expand_db_url(db_url)
+        connection["engine"] = "models.sqlite_engine"
     return {
         "connections": {"default": connection},
         "apps": {
@@ -86,6 +99,25 @@ async def migrate_db(db_url: str) -> None:
 
 async def close_db() -> None:
     await Tortoise.close_connections()
+
+
+@contextlib.asynccontextmanager
+async def read_transaction():
+    """A transaction that only reads, for one consistent snapshot across several queries:
+    REPEATABLE READ READ ONLY on PostgreSQL; on SQLite a deferred transaction, so that a long read
+    never holds the write lock every writer waits for (models/sqlite_engine.py)."""
+    from tortoise.transactions import in_transaction
+
+    from models import sqlite_engine
+
+    token = sqlite_engine.read_only.set(True)
+    try:
+        async with in_transaction() as connection:
+            if connection.capabilities.dialect == "postgres":
+                await execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            yield connection
+    finally:
+        sqlite_engine.read_only.reset(token)
 
 
 def conn() -> BaseDBAsyncClient:

@@ -219,6 +219,92 @@ async def post(
     return entry_id
 
 
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    """One journal entry of a batch (`post_many`): the arguments of `post`."""
+
+    key: str
+    kind: EntryKind
+    legs: tuple[Leg, ...]
+    task_id: int | None = None
+    order_id: int | None = None
+    memo: str | None = None
+
+
+async def post_many(entries: list[Entry]) -> None:
+    """Write many balanced entries at once (the timer sweep's batches). Must run inside a transaction.
+
+    The same rules as `post`, set-based on PostgreSQL: one INSERT of the entries, one UPDATE of all
+    the accounts' balances by the batch's net change per account (guarded: no overdraft) that locks
+    them in code order first (`SELECT ... ORDER BY code FOR NO KEY UPDATE` as its subquery: the order
+    every transaction follows, so a batch cannot deadlock with a person's `post`), one INSERT of the
+    postings with their running balances, in entry order. Raises DuplicateEntry if any key was used
+    before and InsufficientBalance if any account would be overdrawn: the caller's transaction must
+    then roll back, as nothing of a batch may stand alone. On SQLite (one writer at a time, no
+    round trips) it is `post` per entry.
+    """
+    if not entries:
+        return
+    if not db.is_postgres():
+        for e in entries:
+            await post(e.key, e.kind, e.legs, task_id=e.task_id, order_id=e.order_id, memo=e.memo)
+        return
+    now = clock.now()
+    merged_per_entry: list[list[tuple[str, int | None, int]]] = []
+    delta: dict[str, int] = defaultdict(int)
+    for e in entries:
+        merged: dict[tuple[str, int | None], int] = defaultdict(int)
+        for leg in e.legs:
+            merged[(leg.account, leg.related_user_id)] += leg.amount_fen
+        if sum(merged.values()) != 0:
+            raise ValueError(f"unbalanced entry {e.key}: postings sum to {sum(merged.values())}")
+        legs = sorted((code, related, amount) for (code, related), amount in merged.items() if amount)
+        merged_per_entry.append(legs)
+        for code, _, amount in legs:
+            delta[code] += amount
+    rows = await db.fetch(
+        "INSERT INTO journal_entries (key, kind, task_id, order_id, memo, created_at) "
+        "SELECT k, kd, t, o, m, $6 FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::text[]) AS e(k, kd, t, o, m) "
+        "ON CONFLICT (key) DO NOTHING RETURNING id, key",
+        [e.key for e in entries], [e.kind.value for e in entries], [e.task_id for e in entries],
+        [e.order_id for e in entries], [e.memo for e in entries], now,
+    )
+    ids = {r["key"]: r["id"] for r in rows}
+    if len(ids) != len(entries):
+        raise DuplicateEntry(next(e.key for e in entries if e.key not in ids))
+    codes = sorted(code for code, d in delta.items())
+    # One statement: the subquery locks the accounts in code order as it yields them, and the UPDATE
+    # writes an account only once the subquery has yielded (locked) it, so the locks follow code order.
+    updated = await db.fetch(
+        "UPDATE accounts a SET balance_fen = a.balance_fen + d.delta "
+        "FROM (SELECT id FROM accounts WHERE code = ANY($1::text[]) ORDER BY code FOR NO KEY UPDATE) AS l, "
+        "unnest($1::text[], $2::bigint[]) AS d(code, delta) "
+        "WHERE a.id = l.id AND a.code = d.code AND (a.may_go_negative OR a.balance_fen + d.delta >= 0) "
+        "RETURNING a.code, a.id, a.balance_fen",
+        codes, [delta[c] for c in codes],
+    )
+    if len(updated) != len(codes):
+        missing = sorted(set(codes) - {r["code"] for r in updated})[0]
+        raise InsufficientBalance(account=missing.split(":")[-1])
+    account_id = {r["code"]: r["id"] for r in updated}
+    running = {r["code"]: r["balance_fen"] - delta[r["code"]] for r in updated}
+    p_entry, p_account, p_amount, p_after, p_related = [], [], [], [], []
+    for e, legs in zip(entries, merged_per_entry):
+        for code, related, amount in legs:
+            running[code] += amount
+            p_entry.append(ids[e.key])
+            p_account.append(account_id[code])
+            p_amount.append(amount)
+            p_after.append(running[code])
+            p_related.append(related)
+    # unnest yields the rows in array order, so the ids follow each account's running balance.
+    await db.execute(
+        "INSERT INTO postings (entry_id, account_id, amount_fen, balance_after_fen, related_user_id, created_at) "
+        "SELECT e, a, m, b, r, $6 FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[]) AS p(e, a, m, b, r)",
+        p_entry, p_account, p_amount, p_after, p_related, now,
+    )
+
+
 async def balance(code: str) -> int:
     row = await Account.get_or_none(code=code).values("balance_fen")
     return row["balance_fen"] if row else 0
@@ -270,11 +356,7 @@ async def audit() -> AuditReport:
     All checks read one snapshot (REPEATABLE READ on PostgreSQL, one read transaction on SQLite),
     so a transition committing half-way through the audit cannot make it report a false problem.
     """
-    from tortoise.transactions import in_transaction
-
-    async with in_transaction():
-        if db.is_postgres():
-            await db.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+    async with db.read_transaction():
         return await _audit()
 
 
@@ -367,13 +449,17 @@ async def adjust(user_id: int, amount_fen: int, *, operator_id: int, reason: str
     from models.outbox import Pending
 
     if isinstance(amount_fen, bool) or not isinstance(amount_fen, int) or amount_fen == 0:
-        raise InvalidInput("amount_fen must be a non-zero whole number of fen.", field="amount_fen")
+        raise InvalidInput("amount_fen must be a non-zero whole number of fen.", zh="金额必须是非零的整数（分）。", field="amount_fen")
     if abs(amount_fen) > 100_000_000:
-        raise InvalidInput("amount_fen is too large for one adjustment.", field="amount_fen")
+        raise InvalidInput("amount_fen is too large for one adjustment.", zh="单次调整金额过大。", field="amount_fen")
     if not isinstance(reason, str) or not reason.strip() or len(reason) > 500:
-        raise InvalidInput("A reason (1–500 characters) is required.", field="reason")
+        raise InvalidInput("A reason (1–500 characters) is required.", zh="必须填写理由（1–500 个字符）。", field="reason")
     if not isinstance(request_id, str) or not 1 <= len(request_id) <= 64:
-        raise InvalidInput("request_id is required (1–64 characters).", field="request_id")
+        raise InvalidInput("request_id is required (1–64 characters).", zh="必须提供 request_id（1–64 个字符）。", field="request_id")
+    from models.inputs import check_text
+
+    reason = check_text(reason, "reason", multiline=True)
+    check_text(request_id, "request_id")
     if not await Account.exists(code=user_account(user_id)):
         from models.errors import UserNotFound
 
@@ -391,7 +477,7 @@ async def adjust(user_id: int, amount_fen: int, *, operator_id: int, reason: str
                 memo=reason.strip()[:255],
             )
             out = Pending()
-            out.push("wallet.changed", {"reason": "adjustment", "amount_fen": amount_fen}, user_id)
+            out.wallet_changed(user_id, EntryKind.ADJUSTMENT, amount_fen)
             await out.write()
             await audit.record("operator", operator_id, "ledger.adjust", "user", user_id, data={"amount_fen": amount_fen, "entry_id": entry}, reason=reason.strip())
         return entry

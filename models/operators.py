@@ -9,13 +9,17 @@ and a password, and have one of two roles (SPEC §6, issue 5):
 Passwords are hashed with scrypt (memory-hard) under a per-password random salt; the parameters are
 stored in the hash, so they can be raised later and old hashes are upgraded at the next login.
 
-Login throttling, two independent locks, both kept in the database so every server process and node
-sees the same counters:
-1. per username: `USER_MAX_FAILURES` consecutive failures lock the account for `USER_LOCKOUT_S`
-   (a success resets the counter);
-2. per client IP: `IP_MAX_FAILURES` failures within `IP_WINDOW_S` lock that address for
+Login throttling (issue 17, item 5), kept in the database so every server process and node sees
+the same counters, and never a lock on the account itself (a lock anyone could trigger by knowing a
+username would let them keep an operator out):
+1. per (username, client address): `PAIR_FREE_FAILURES` failures are free; each further one makes
+   that pair wait, doubling from `PAIR_BACKOFF_BASE_S` up to `PAIR_BACKOFF_MAX_S`. A success (or a
+   quiet `PAIR_FORGET_S`) forgets them. The same operator at another address is not slowed at all;
+2. per client address: `IP_MAX_FAILURES` failures within `IP_WINDOW_S` lock that address for
    `IP_LOCKOUT_S`, whatever usernames it tries (guessing many accounts from one place).
-While a lock holds, the password is not even checked, so a locked account cannot be probed.
+The address is the client's as Sanic reads it behind a trusted proxy (server/ratelimit.py,
+`client_address`). While a wait holds, the password is not even checked, so a throttled pair
+cannot be probed. Changing one's own password checks the current one under the same throttle.
 """
 
 from __future__ import annotations
@@ -44,8 +48,10 @@ SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**15, 8, 1
 SCRYPT_MAXMEM = 64 * 1024 * 1024
 SALT_BYTES, HASH_BYTES = 16, 32
 
-USER_MAX_FAILURES = 5  # consecutive failed logins for one username …
-USER_LOCKOUT_S = 15 * 60  # … lock it for this long
+PAIR_FREE_FAILURES = 5  # failed logins of one username from one address before it must wait …
+PAIR_BACKOFF_BASE_S = 30  # … 30 s, then 60 s, 2 min, … doubling with each further failure …
+PAIR_BACKOFF_MAX_S = 15 * 60  # … up to 15 min per attempt
+PAIR_FORGET_S = 24 * 3600  # failures older than a day (with no success since) are forgotten
 IP_MAX_FAILURES = 20  # failed logins from one address within the window …
 IP_WINDOW_S = 15 * 60
 IP_LOCKOUT_S = 15 * 60  # … lock the address for this long
@@ -65,11 +71,13 @@ class Operator(Model):
     password_hash = fields.CharField(max_length=255)
     role = fields.CharEnumField(Role, max_length=16, default=Role.OPERATOR)
     active = fields.BooleanField(default=True)
-    failed_logins = fields.IntField(default=0)  # consecutive failures since the last success
+    # No longer written: logins are throttled per (username, address) in LoginThrottle, never by
+    # locking the account (issue 17). Kept so the table keeps its shape.
+    failed_logins = fields.IntField(default=0)
     locked_until = fields.DatetimeField(null=True)
     last_login_at = fields.DatetimeField(null=True)
-    # Every session cookie names the version it was issued under: bumping it (password change,
-    # deactivation) ends all of this operator's sessions at once.
+    # Counts password changes and deactivations. Sessions themselves are rows in
+    # `operator_sessions` (models/sessions.py), ended by those same changes.
     session_version = fields.IntField(default=0)
     created_at = fields.DatetimeField()
 
@@ -82,9 +90,10 @@ class Operator(Model):
 
 
 class LoginThrottle(Model):
-    """Failed logins per client address (the per-username counter lives on the operator row)."""
+    """Failed logins per client address ("ip:<address>") and per username and address
+    ("u:<username>|<address>"); `locked_until` is the address's lock or the pair's next allowed try."""
 
-    key = fields.CharField(max_length=80, primary_key=True)  # "ip:<address>"
+    key = fields.CharField(max_length=80, primary_key=True)
     failures = fields.IntField(default=0)
     window_started_at = fields.DatetimeField()
     locked_until = fields.DatetimeField(null=True)
@@ -150,9 +159,9 @@ def _dummy() -> str:
 
 def check_password_rules(password: str) -> None:
     if not isinstance(password, str) or not PASSWORD_MIN <= len(password) <= PASSWORD_MAX:
-        raise InvalidInput(f"The password must be {PASSWORD_MIN}–{PASSWORD_MAX} characters long.", field="password")
+        raise InvalidInput("The password must be {low}–{high} characters long.", zh="密码长度须为 {low}–{high} 个字符。", field="password", low=PASSWORD_MIN, high=PASSWORD_MAX)
     if password.strip() != password or len(set(password)) < 4:
-        raise InvalidInput("The password is too simple.", field="password")
+        raise InvalidInput("The password is too simple.", zh="密码过于简单。", field="password")
 
 
 def normalize_username(username: str) -> str:
@@ -162,7 +171,7 @@ def normalize_username(username: str) -> str:
 def check_username(username: str) -> str:
     name = normalize_username(username)
     if not USERNAME_RE.match(name):
-        raise InvalidInput("3–32 characters: letters, digits, '_', '.', '-'.", field="username")
+        raise InvalidInput("3–32 characters: letters, digits, '_', '.', '-'.", zh="3–32 个字符：字母、数字、'_'、'.'、'-'。", field="username")
     return name
 
 
@@ -174,12 +183,12 @@ async def create_operator(username: str, password: str, role: Role | str, *, cre
     try:
         role = Role(role)
     except ValueError:
-        raise InvalidInput("The role must be owner or operator.", field="role") from None
+        raise InvalidInput("The role must be owner or operator.", zh="角色必须是所有者或操作员。", field="role") from None
     hashed = await asyncio.to_thread(hash_password, password)
     try:
         op = await Operator.create(username=name, password_hash=hashed, role=role, created_at=clock.now())
     except IntegrityError:
-        raise InvalidInput("This username is taken.", field="username") from None
+        raise InvalidInput("This username is taken.", zh="该用户名已被使用。", field="username") from None
     await audit.record(
         "operator" if created_by else "system", created_by, "operator.create", "operator", op.id,
         data={"username": name, "role": role.value},
@@ -188,26 +197,56 @@ async def create_operator(username: str, password: str, role: Role | str, *, cre
 
 
 async def set_active(operator_id: int, active: bool, *, by: int) -> None:
+    from models.sessions import end_operator_sessions
+
     n = await Operator.filter(id=operator_id).update(active=active, session_version=F("session_version") + 1)
     if n != 1:
         from models.errors import NotFound
 
-        raise NotFound("No such operator.")
+        raise NotFound("No such operator.", zh="没有这个操作员。")
+    if not active:
+        await end_operator_sessions(operator_id)
     await audit.record("operator", by, "operator.activate" if active else "operator.deactivate", "operator", operator_id)
 
 
 async def set_password(operator_id: int, password: str, *, by: int | None) -> None:
-    """A new password ends every session of that operator and lifts any lock."""
+    """A new password set by an owner (or `create-owner --reset`) ends every session of that
+    operator and lifts the waits of their username at every address."""
+    from models.sessions import end_operator_sessions
+
     check_password_rules(password)
     hashed = await asyncio.to_thread(hash_password, password)
-    n = await Operator.filter(id=operator_id).update(
-        password_hash=hashed, session_version=F("session_version") + 1, failed_logins=0, locked_until=None
-    )
+    n = await Operator.filter(id=operator_id).update(password_hash=hashed, session_version=F("session_version") + 1)
     if n != 1:
         from models.errors import NotFound
 
-        raise NotFound("No such operator.")
+        raise NotFound("No such operator.", zh="没有这个操作员。")
+    await end_operator_sessions(operator_id)
+    op = await Operator.get(id=operator_id)
+    await LoginThrottle.filter(key__startswith=_pair_prefix(op.username)).delete()
     await audit.record("operator" if by else "system", by, "operator.password", "operator", operator_id)
+
+
+async def change_own_password(operator_id: int, current: str, new: str, *, keep_session: str | None, ip: str) -> None:
+    """An operator changes their own password: the current one is checked under the login throttle
+    of (username, address); the operator's other sessions end, `keep_session` stays."""
+    from models.sessions import end_operator_sessions
+
+    op = await Operator.get(id=operator_id)
+    now = clock.now()
+    pair_key = _pair_key(op.username, ip)
+    await _reserve_pair_attempt(pair_key, now, op.username, ip)
+    if not await asyncio.to_thread(verify_password, current or "", op.password_hash):
+        raise BadCredentials("The current password is wrong.", zh="当前密码错误。")
+    await LoginThrottle.filter(key=pair_key).delete()
+    check_password_rules(new)
+    if new == current:
+        raise InvalidInput("The new password must differ from the current one.", zh="新密码不能与当前密码相同。", field="new_password")
+    hashed = await asyncio.to_thread(hash_password, new)
+    await Operator.filter(id=operator_id).update(password_hash=hashed, session_version=F("session_version") + 1)
+    ended = await end_operator_sessions(operator_id, keep=keep_session)
+    await audit.record("operator", operator_id, "operator.password_change", "operator", operator_id,
+                       data={"other_sessions_ended": ended, "ip": ip})
 
 
 # --- login -----------------------------------------------------------------------------------------
@@ -215,38 +254,77 @@ def _retry_after(until: dt.datetime, now: dt.datetime) -> int:
     return max(1, int((until - now).total_seconds()) + 1)
 
 
+def _pair_prefix(username: str) -> str:
+    return f"u:{normalize_username(username)[:32]}|"
+
+
+def _pair_key(username: str, ip: str) -> str:
+    return (_pair_prefix(username) + ip)[:80]
+
+
+def _pair_wait_s(failures: int) -> int | None:
+    """How long a pair waits after its `failures`-th failure (None: no wait yet)."""
+    if failures < PAIR_FREE_FAILURES:
+        return None
+    return min(PAIR_BACKOFF_MAX_S, PAIR_BACKOFF_BASE_S * 2 ** min(failures - PAIR_FREE_FAILURES, 20))
+
+
 async def login(username: str, password: str, *, ip: str) -> Operator:
     """The operator for these credentials, or BadCredentials / LoginLocked (see the module doc).
 
     Each attempt is counted *before* the (slow, threaded) password check, with conditional updates,
-    so a burst of parallel guesses cannot all pass the lock check before the first failure is
-    recorded: at most USER_MAX_FAILURES attempts per username and IP_MAX_FAILURES per address can
-    be in flight or failed within their windows. A success gives its attempts back.
+    so a burst of parallel guesses cannot all pass the check before the first failure is recorded:
+    at most PAIR_FREE_FAILURES attempts per (username, address) and IP_MAX_FAILURES per address
+    can be in flight or failed before the waits begin. A success gives its attempts back.
     """
     now = clock.now()
     ip_key = f"ip:{ip}"[:80]
     await _reserve_ip_attempt(ip_key, now)
     name = normalize_username(username)[:64]
+    pair_key = _pair_key(name, ip)
+    await _reserve_pair_attempt(pair_key, now, name, ip)
     op = await Operator.get_or_none(username=name) if name else None
-    if op is not None:
-        reserved = await Operator.filter(
-            Q(locked_until__isnull=True) | Q(locked_until__lte=now), id=op.id, failed_logins__lt=USER_MAX_FAILURES
-        ).update(failed_logins=F("failed_logins") + 1)
-        if reserved != 1:
-            fresh = await Operator.get(id=op.id)
-            locked = fresh.locked_until is not None and fresh.locked_until > now
-            raise LoginLocked(_retry_after(fresh.locked_until, now) if locked else 1)
     good = await asyncio.to_thread(verify_password, password or "", op.password_hash if op else _dummy())
     if op is None or not good or not op.active:
-        await _count_failure(op, now)
-        raise BadCredentials()
-    values = {"failed_logins": 0, "locked_until": None, "last_login_at": now}
+        raise BadCredentials()  # the failure was counted when the attempt was reserved
+    values = {"last_login_at": now}
     if needs_rehash(op.password_hash):
         values["password_hash"] = await asyncio.to_thread(hash_password, password)
     await Operator.filter(id=op.id).update(**values)
+    await LoginThrottle.filter(key=pair_key).delete()
     await LoginThrottle.filter(key=ip_key, failures__gt=0).update(failures=F("failures") - 1)
     await audit.record("operator", op.id, "operator.login", "operator", op.id, data={"ip": ip})
     return await Operator.get(id=op.id)
+
+
+async def _reserve_pair_attempt(key: str, now: dt.datetime, username: str, ip: str) -> None:
+    """Count one attempt of this (username, address) pair, or refuse it while the pair waits.
+
+    The count and the next wait are written together by a compare-and-set on the count, so two
+    parallel attempts never both take the last free one."""
+    for _ in range(8):
+        row = await LoginThrottle.get_or_none(key=key)
+        if row is None:
+            try:
+                await LoginThrottle.create(key=key, failures=1, window_started_at=now, locked_until=None)
+                return
+            except IntegrityError:  # a parallel first attempt created it: count against that row
+                continue
+        if row.locked_until is not None and row.locked_until > now:
+            raise LoginLocked(_retry_after(row.locked_until, now))
+        fresh = row.window_started_at > now - dt.timedelta(seconds=PAIR_FORGET_S)
+        failures = (row.failures if fresh else 0) + 1
+        wait = _pair_wait_s(failures)
+        n = await LoginThrottle.filter(key=key, failures=row.failures, window_started_at=row.window_started_at).update(
+            failures=failures, window_started_at=row.window_started_at if fresh else now,
+            locked_until=clock.after(now, wait) if wait else None,
+        )
+        if n == 1:
+            if failures == PAIR_FREE_FAILURES:
+                await audit.record("system", None, "operator.throttled", "operator", None,
+                                   data={"username": username[:32], "ip": ip})
+            return
+    raise LoginLocked(1)  # the pair is being hammered right now: this attempt is not checked
 
 
 async def _reserve_ip_attempt(ip_key: str, now: dt.datetime) -> None:
@@ -273,12 +351,3 @@ async def _reserve_ip_attempt(ip_key: str, now: dt.datetime) -> None:
             await LoginThrottle.filter(key=ip_key).update(failures=1, window_started_at=now, locked_until=None)
     except IntegrityError:  # a concurrent first attempt created it
         await LoginThrottle.filter(key=ip_key).update(failures=F("failures") + 1)
-
-
-async def _count_failure(op: Operator | None, now: dt.datetime) -> None:
-    """The attempt was counted when reserved; lock the username once it has used up its attempts."""
-    if op is not None:
-        failures = (await Operator.get(id=op.id)).failed_logins
-        if failures >= USER_MAX_FAILURES:
-            await Operator.filter(id=op.id).update(failed_logins=0, locked_until=clock.after(now, USER_LOCKOUT_S))
-            await audit.record("system", None, "operator.locked", "operator", op.id, data={"failures": failures})

@@ -14,6 +14,7 @@ concurrent transitions cannot deadlock.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -26,8 +27,10 @@ from tortoise.transactions import in_transaction
 
 from models import audit, clock, db, ledger
 from models.inputs import clean_text
+from server import metrics
 from models import settings as market_settings
 from models.errors import (
+    InvalidInput,
     AlreadyDecided,
     AlreadyTookTask,
     DeadlinePassed,
@@ -45,7 +48,7 @@ from models.errors import (
     WrongEnd,
 )
 from models.ledger import AccountKind, EntryKind, Leg
-from models.outbox import Pending
+from models.outbox import Pending, order_changed
 from models.referrals import ReferralReward, Side
 from models.settings import BP
 from models.tasks import Task, TaskStatus, task_payload
@@ -74,6 +77,9 @@ class OrderEvent(StrEnum):
     APPEAL_TIMEOUT = "appeal_timeout"  # timer at appeal_deadline_at: the order fails
     ARBITRATE_WORKER = "arbitrate_worker"  # operator decides the appeal for the worker
     ARBITRATE_PUBLISHER = "arbitrate_publisher"  # operator decides the appeal for the publisher
+    # An operator ends a stuck order from any live state (models/order_overrides.py, not in TRANSITIONS).
+    FORCE_COMPLETE = "force_complete"  # as if approved: flow 4
+    FORCE_FAIL = "force_fail"  # as if failed: flow 5
 
 
 S, E = OrderStatus, OrderEvent
@@ -91,6 +97,8 @@ TRANSITIONS: dict[tuple[OrderStatus, OrderEvent], OrderStatus] = {
     (S.APPEALING, E.ARBITRATE_PUBLISHER): S.FAILED,
 }
 SOURCE: dict[OrderEvent, OrderStatus] = {event: src for (src, event) in TRANSITIONS}
+# Operators' overrides leave from every live state (models/order_overrides.py): not in TRANSITIONS.
+OVERRIDE_EVENTS = frozenset({E.FORCE_COMPLETE, E.FORCE_FAIL})
 FINAL_STATES = frozenset({S.COMPLETED, S.FAILED, S.ABANDONED})
 LIVE_STATES = tuple(s for s in OrderStatus if s not in FINAL_STATES)
 # The timer event due in each state that has a deadline, and the column holding it.
@@ -131,6 +139,15 @@ class Order(Model):
     proof_text = fields.TextField(null=True)
     proof_image = fields.CharField(max_length=IMAGE_REF_MAX, null=True)
     reject_reason = fields.CharField(max_length=REASON_MAX, null=True)
+    reject_criterion = fields.CharField(max_length=100, null=True)  # the task's criterion the proof fails; null: "other"
+    # The publisher's answer to an appeal (models/appeals.py), and the deadline an automatic rule set for it.
+    answer_text = fields.CharField(max_length=REASON_MAX, null=True)
+    answer_image = fields.CharField(max_length=IMAGE_REF_MAX, null=True)
+    answered_at = fields.DatetimeField(null=True)
+    answer_due_at = fields.DatetimeField(null=True)
+    # The rule that set answer_due_at, as it stood then (migration 0018): it decides, not a later version.
+    answer_rule_version = fields.IntField(null=True)
+    answer_rule_params = fields.JSONField(null=True)
     appeal_reason = fields.CharField(max_length=REASON_MAX, null=True)
     appeal_evidence = fields.CharField(max_length=IMAGE_REF_MAX, null=True)
     decision_note = fields.CharField(max_length=REASON_MAX, null=True)
@@ -166,48 +183,133 @@ async def _task_order_final(task_id: int) -> None:
     )
 
 
+Earns = tuple[bool, bool]  # whether the worker's and the publisher's inviters earn from an order
+EVERYONE_EARNS: Earns = (True, True)
+
+
+def referral_split(o: "Order", earns: Earns = EVERYONE_EARNS) -> tuple[int, int]:
+    """The referral rewards a completion of the order pays: (R_w from P, R_p from F), SPEC §4;
+    `earns` is `invitees_qualify`'s answer (`referral_requires_first_order`)."""
+    r_w = o.unit_price_fen * o.worker_invite_bp // BP if o.worker_inviter_id and earns[0] else 0
+    r_p = o.fee_fen * o.publisher_invite_bp // BP if o.publisher_inviter_id and earns[1] else 0
+    return r_w, r_p
+
+
+def referral_rows(o: "Order", now: dt.datetime, earns: Earns = EVERYONE_EARNS) -> list[ReferralReward]:
+    r_w, r_p = referral_split(o, earns)
+    rows = []
+    if r_w:
+        rows.append(ReferralReward(inviter_id=o.worker_inviter_id, invitee_id=o.worker_id, order_id=o.id, side=Side.WORKER, amount_fen=r_w, created_at=now))
+    if r_p:
+        rows.append(ReferralReward(inviter_id=o.publisher_inviter_id, invitee_id=o.publisher_id, order_id=o.id, side=Side.PUBLISHER, amount_fen=r_p, created_at=now))
+    return rows
+
+
+def completion_entry(o: "Order", event: OrderEvent, earns: Earns = EVERYONE_EARNS) -> ledger.Entry:
+    """Flow 4's journal entry: from escrow, P to the worker; F to fees minus the referral rewards."""
+    price, fee = o.unit_price_fen, o.fee_fen
+    r_w, r_p = referral_split(o, earns)
+    legs = (
+        Leg(ledger.platform_account(AccountKind.ESCROW, o.task_id), -(price + fee)),
+        Leg(ledger.user_account(o.worker_id), price),
+        Leg(ledger.platform_account(AccountKind.FEES, o.id), fee - r_w - r_p),
+        Leg(ledger.platform_account(AccountKind.REFERRAL_PAYABLE, o.id), r_w + r_p),
+    )
+    return ledger.Entry(f"order:{o.id}:complete", EntryKind.ORDER_COMPLETE, legs, o.task_id, o.id, event.value)
+
+
+def refund_entry(o: "Order", key: str, kind: EntryKind, memo: str) -> ledger.Entry:
+    """P+F from escrow back to the publisher (flow 5, and a late abandon)."""
+    amount = o.unit_price_fen + o.fee_fen
+    legs = (
+        Leg(ledger.platform_account(AccountKind.ESCROW, o.task_id), -amount),
+        Leg(ledger.user_account(o.publisher_id), amount),
+    )
+    return ledger.Entry(key, kind, legs, o.task_id, o.id, memo)
+
+
+def completion_summary(o: "Order", earns: Earns = EVERYONE_EARNS) -> dict[str, int]:
+    r_w, r_p = referral_split(o, earns)
+    return {"paid_fen": o.unit_price_fen, "fee_fen": o.fee_fen - r_w - r_p, "worker_referral_fen": r_w, "publisher_referral_fen": r_p}
+
+
+async def _post(entry: ledger.Entry) -> None:
+    await ledger.post(entry.key, entry.kind, entry.legs, task_id=entry.task_id, order_id=entry.order_id, memo=entry.memo)
+
+
 async def _complete(o: "Order", event: OrderEvent, out: Pending):
     """Flow 4: from escrow, P to the worker; F to fees, minus the referral rewards (SPEC §2).
 
     Returns the amounts and the writes that lock shared rows (the task, the sharded platform
     accounts), which `_act` runs last so those locks are held only until the commit right after.
     """
-    oid, price, fee = o.id, o.unit_price_fen, o.fee_fen
-    r_w = price * o.worker_invite_bp // BP if o.worker_inviter_id else 0
-    r_p = fee * o.publisher_invite_bp // BP if o.publisher_inviter_id else 0
-    rewards = []
-    now = clock.now()
-    if r_w:
-        rewards.append(ReferralReward(inviter_id=o.worker_inviter_id, invitee_id=o.worker_id, order_id=oid, side=Side.WORKER, amount_fen=r_w, created_at=now))
-    if r_p:
-        rewards.append(ReferralReward(inviter_id=o.publisher_inviter_id, invitee_id=o.publisher_id, order_id=oid, side=Side.PUBLISHER, amount_fen=r_p, created_at=now))
+    earns = await invitees_qualify(o)
+    rewards = referral_rows(o, clock.now(), earns)
     if rewards:
         await ReferralReward.bulk_create(rewards)
-    out.push("wallet.changed", {"reason": "order_completed", "order_id": oid, "amount_fen": price}, o.worker_id)
+    out.wallet_changed(o.worker_id, EntryKind.ORDER_COMPLETE, o.unit_price_fen, task_id=o.task_id, order_id=o.id)
 
     async def finish() -> None:
         await _task_order_final(o.task_id)
-        await ledger.post(
-            f"order:{oid}:complete",
-            EntryKind.ORDER_COMPLETE,
-            [
-                Leg(ledger.platform_account(AccountKind.ESCROW, o.task_id), -(price + fee)),
-                Leg(ledger.user_account(o.worker_id), price),
-                Leg(ledger.platform_account(AccountKind.FEES, oid), fee - r_w - r_p),
-                Leg(ledger.platform_account(AccountKind.REFERRAL_PAYABLE, oid), r_w + r_p),
-            ],
-            task_id=o.task_id,
-            order_id=oid,
-            memo=event.value,
-        )
+        await _post(completion_entry(o, event, earns))
 
-    return {"paid_fen": price, "fee_fen": fee - r_w - r_p, "worker_referral_fen": r_w, "publisher_referral_fen": r_p}, finish
+    return completion_summary(o, earns), finish
+
+
+async def invitees_qualify(o: "Order") -> Earns:
+    """Whether the worker's and the publisher's inviters earn from this order. With the setting
+    `referral_requires_first_order` (issue 14 §4), an invitee's first completed order earns their
+    inviter nothing — rewards start once the invitee has completed a first order — so inviting
+    empty accounts that each complete one token order earns nothing. (The fee the inviter would
+    have had stays with the platform.) The batched review timeout applies the same rule:
+    `invitees_qualify_many`."""
+    if not o.worker_inviter_id and not o.publisher_inviter_id:
+        return False, False
+    if not (await market_settings.current()).referral_requires_first_order:
+        return bool(o.worker_inviter_id), bool(o.publisher_inviter_id)
+    done = Order.filter(status=S.COMPLETED).exclude(id=o.id)
+    worker = bool(o.worker_inviter_id) and await done.filter(worker_id=o.worker_id).exists()
+    publisher = bool(o.publisher_inviter_id) and await done.filter(publisher_id=o.publisher_id).exists()
+    return worker, publisher
+
+
+async def invitees_qualify_many(completing: list["Order"]) -> dict[int, Earns]:
+    """`invitees_qualify` for orders completing together, in the order given (two queries, not two
+    per order): as if they completed one after another, an invitee's first completion in the batch
+    earns nothing unless they had completed an order before, and their later ones in it do."""
+    invited = [o for o in completing if o.worker_inviter_id or o.publisher_inviter_id]
+    if not invited or not (await market_settings.current()).referral_requires_first_order:
+        return {o.id: (bool(o.worker_inviter_id), bool(o.publisher_inviter_id)) for o in completing}
+    workers = sorted({o.worker_id for o in invited if o.worker_inviter_id})
+    publishers = sorted({o.publisher_id for o in invited if o.publisher_inviter_id})
+    if db.is_postgres():
+        # One probe per person (indexes (worker_id, status) and orders_publisher_completed), in one
+        # statement: never a scan of every completed order.
+        rows = await db.fetch(
+            "SELECT 'w' AS side, w AS id FROM unnest($1::bigint[]) AS w "
+            "WHERE EXISTS (SELECT 1 FROM orders o WHERE o.worker_id = w AND o.status = 'completed') UNION ALL "
+            "SELECT 'p', p FROM unnest($2::bigint[]) AS p "
+            "WHERE EXISTS (SELECT 1 FROM orders o WHERE o.publisher_id = p AND o.status = 'completed')",
+            workers, publishers,
+        )
+        done_w = {r["id"] for r in rows if r["side"] == "w"}
+        done_p = {r["id"] for r in rows if r["side"] == "p"}
+    else:
+        done = Order.filter(status=S.COMPLETED)
+        done_w = set(await done.filter(worker_id__in=workers).distinct().values_list("worker_id", flat=True)) if workers else set()
+        done_p = set(await done.filter(publisher_id__in=publishers).distinct().values_list("publisher_id", flat=True)) if publishers else set()
+    earns: dict[int, Earns] = {}
+    for o in completing:
+        earns[o.id] = (bool(o.worker_inviter_id) and o.worker_id in done_w, bool(o.publisher_inviter_id) and o.publisher_id in done_p)
+        done_w.add(o.worker_id)
+        done_p.add(o.publisher_id)
+    return earns
 
 
 async def _fail(o: "Order", event: OrderEvent, out: Pending):
     """Flow 5: P+F back to the publisher (shared rows locked last, as in `_complete`)."""
     oid, amount = o.id, o.unit_price_fen + o.fee_fen
-    out.push("wallet.changed", {"reason": "order_failed", "order_id": oid, "amount_fen": amount}, o.publisher_id)
+    out.wallet_changed(o.publisher_id, EntryKind.ORDER_FAIL, amount, task_id=o.task_id, order_id=oid)
 
     async def finish() -> None:
         await _task_order_final(o.task_id)
@@ -217,18 +319,7 @@ async def _fail(o: "Order", event: OrderEvent, out: Pending):
 
 
 async def _refund_to_publisher(o: "Order", key: str, kind: EntryKind, memo: str) -> None:
-    amount = o.unit_price_fen + o.fee_fen
-    await ledger.post(
-        key,
-        kind,
-        [
-            Leg(ledger.platform_account(AccountKind.ESCROW, o.task_id), -amount),
-            Leg(ledger.user_account(o.publisher_id), amount),
-        ],
-        task_id=o.task_id,
-        order_id=o.id,
-        memo=memo,
-    )
+    await _post(refund_entry(o, key, kind, memo))
 
 
 # --- take ------------------------------------------------------------------------------------------
@@ -246,7 +337,8 @@ class TakenTask:
 # The order columns a take leaves empty (the rest come from the take's statement).
 _UNSET_AT_TAKE = dict.fromkeys((
     "review_deadline_at", "appeal_deadline_at", "submitted_at", "rejected_at", "appealed_at", "finished_at",
-    "proof_text", "proof_image", "reject_reason", "appeal_reason", "appeal_evidence", "decision_note",
+    "proof_text", "proof_image", "reject_reason", "reject_criterion", "answer_text", "answer_image", "answered_at",
+    "answer_due_at", "answer_rule_version", "answer_rule_params", "appeal_reason", "appeal_evidence", "decision_note",
     "decided_by", "finished_by",
 ))
 _TAKE_SQL = "SELECT * FROM market_take($1, $2, $3, $4, $5)"  # migration 0005
@@ -284,6 +376,8 @@ async def take(task_id: int, worker_id: int, *, token_version: int | None = None
     )
     order.taken_task = TakenTask(task_id, row["title"], row["instructions"], row["attachment_kind"], row["attachment"])
     order.push_ids = list(row["push_ids"])  # the outbox push rows the take wrote, for the relay
+    # Slots left after this take, when the take's statement says (None: unknown), for the sold-out mark.
+    order.slots_left = row["slots_untaken"] if "slots_untaken" in row.keys() else None
     return order
 
 
@@ -309,32 +403,39 @@ def take_events(out: Pending, task_id: int, worker_id: int, order_id: int, task:
     info = {"order_id": order_id, "task_id": task_id, "title": task["title"], "taken_at": clock.iso_us(now)}
     out.push("order.taken", info, task["publisher_id"])
     out.subscribe("order_taken", info, task["publisher_id"])
-    out.push("order.changed", {"order_id": order_id, "task_id": task_id, "status": "in_progress",
-                               "submit_deadline_at": clock.iso_us(deadline)}, worker_id)
+    out.push("order.changed", order_changed(order_id, task_id, "in_progress", "take", deadline), worker_id)
 
 
 async def _take_steps(task_id: int, worker_id: int, token_version: int | None, limit: int, now: dt.datetime) -> dict[str, Any]:
     """The take as separate statements in one transaction (SQLite: no stored functions there)."""
     async with in_transaction():
-        # 1. The worker may take (right end, not banned, session still valid, under the limit).
+        # 1. The worker may take (right end, not banned, session still valid, under the limit of
+        #    orders in progress, no automatic limit running: models/records.py).
         worker = await db.fetch_one(
             "UPDATE users SET orders_in_progress = orders_in_progress + 1 "
             "WHERE id = $1 AND \"end\" = 'worker' AND NOT banned AND ($3 IS NULL OR token_version = $3) "
-            "AND orders_in_progress < $2 RETURNING inviter_id, unionid",
-            worker_id, limit, token_version,
+            "AND orders_in_progress < $2 "
+            "AND NOT EXISTS (SELECT 1 FROM user_records r WHERE r.user_id = $1 AND r.limited_until > $4) "
+            "RETURNING inviter_id, unionid",
+            worker_id, limit, token_version, now,
         )
         if worker is None:
             raise _Lost("worker")
-        # 2. One slot, one worker: the conditional decrement is the whole race.
+        # 2. One slot, one worker: the conditional decrement is the whole race. A block by the
+        #    task's publisher and the task's minimums are part of it (models/blocks.py).
         task = await db.fetch_one(
             "UPDATE tasks SET slots_untaken = slots_untaken - 1, orders_live = orders_live + 1, "
             "status = CASE WHEN slots_untaken = 1 THEN 'full' ELSE 'open' END "
             "WHERE id = $1 AND status = 'open' AND slots_untaken > 0 AND take_deadline_at > $2 "
             "AND (publisher_unionid IS NULL OR CAST($3 AS VARCHAR(64)) IS NULL OR publisher_unionid <> CAST($3 AS VARCHAR(64))) "
+            "AND NOT EXISTS (SELECT 1 FROM publisher_blocks b WHERE b.publisher_id = tasks.publisher_id AND b.worker_id = $4) "
+            "AND ((min_approval_bp = 0 AND min_completed_orders = 0) OR EXISTS (SELECT 1 FROM user_records r "
+            "WHERE r.user_id = $4 AND r.completed_n >= tasks.min_completed_orders "
+            "AND (tasks.min_approval_bp = 0 OR r.approval_bp >= tasks.min_approval_bp))) "
             "RETURNING publisher_id, unit_price_fen, fee_fen, worker_invite_bp, publisher_invite_bp, "
             "publisher_inviter_id, countdown_s, review_window_s, appeal_window_s, slots_untaken, status, "
             "title, instructions, attachment_kind, attachment",
-            task_id, now, worker["unionid"],
+            task_id, now, worker["unionid"], worker_id,
         )
         if task is None:
             raise _Lost("task")
@@ -359,27 +460,42 @@ async def _why_take_lost(what: str, task_id: int, worker_id: int, limit: int, to
     """Explain a lost take (the transaction is already rolled back)."""
     if what == "worker":
         user = await User.get_or_none(id=worker_id)
+        if user is not None and user.banned:  # before the session check: a banned worker learns why
+            raise UserBanned()
         if token_version is not None and (user is None or user.token_version != token_version):
             raise SessionRevoked()
         if user is None:
             raise UserNotFound()
         if user.end != End.WORKER:
             raise WrongEnd()
-        if user.banned:
-            raise UserBanned()
+        from models import records
+
+        record = await records.UserRecord.get_or_none(user_id=worker_id)
+        if record is not None and record.limited_until is not None and record.limited_until > clock.now():
+            raise records.limited_error(record, await market_settings.current())
         raise TooManyOrdersInProgress(limit=limit)
     from models.tasks import get_task
 
     task = await get_task(task_id)  # applies a due expiry first
     if await Order.exists(task_id=task_id, worker_id=worker_id):
         raise AlreadyTookTask()
+    from models import blocks
+
+    if await blocks.is_blocked(task.publisher_id, worker_id):
+        raise blocks.BlockedByPublisher()
     if task.status == TaskStatus.OPEN and task.slots_untaken > 0:
         worker = await User.get(id=worker_id)
         if task.publisher_unionid and worker.unionid == task.publisher_unionid:
             raise OwnTask()
+        if task.min_approval_bp or task.min_completed_orders:
+            unqualified = await blocks.why_not_qualified(task, worker_id)
+            if unqualified is not None:
+                raise unqualified
         raise SlotTaken()  # it was full for an instant; a slot came back since
     if task.status == TaskStatus.FULL or (task.status == TaskStatus.FINISHED):
-        raise SlotTaken()
+        lost = SlotTaken()
+        lost.sold_out = True  # every slot is gone: the API marks the task sold out (server/soldout.py)
+        raise lost
     raise TaskClosed(status=str(task.status))
 
 
@@ -428,32 +544,37 @@ async def _act(
 
 async def _refusal(order_id: int, event: OrderEvent, actor: Actor) -> DomainError:
     if actor[0] == "timer":  # a person or another sweeper got there first: nothing to explain
-        return InvalidTransition("Nothing was due.")
+        return InvalidTransition("Nothing was due.", zh="没有到期的事项。")
     current = await settle_due(await Order.get(id=order_id))
     if current.status == SOURCE[event]:
         return DeadlinePassed(status=current.status.value)
     timer = TIMER_EVENTS.get(SOURCE[event])
     if timer is not None and (deadline := getattr(current, timer[1])) is not None and deadline <= clock.now():
         # Too late: the source state's deadline has passed (and its timer has been applied).
-        return DeadlinePassed(f"The time for '{event.value}' ran out at {deadline.isoformat()}.", status=current.status.value)
+        return DeadlinePassed(
+            "The time for '{event}' ran out at {deadline_at}.", zh="“{event}”的时限已于 {deadline_at} 截止。",
+            status=current.status.value, event=event.value, deadline_at=clock.iso_us(deadline),
+        )
     if event in (E.ARBITRATE_WORKER, E.ARBITRATE_PUBLISHER) and current.status in FINAL_STATES:
         return AlreadyDecided(status=current.status.value)
     return InvalidTransition(
-        f"The order is {current.status.value}; '{event.value}' is not possible now.", status=current.status.value
+        "The order is {status}; '{event}' is not possible now.", zh="订单当前为{status}，现在不能{event}。",
+        status=current.status.value, event=event.value,
     )
 
 
 def _notify(o: Order, event: OrderEvent, out: Pending) -> None:
     """The live events and subscription messages each transition produces (SPEC §5)."""
+    changed = order_changed(o.id, o.task_id, o.status.value, event.value, o.due_at)
+    out.push("order.changed", changed, o.worker_id)
+    out.push("order.changed", changed, o.publisher_id)
     info = {"order_id": o.id, "task_id": o.task_id, "status": o.status.value, "event": event.value}
-    out.push("order.changed", info, o.worker_id)
-    out.push("order.changed", info, o.publisher_id)
     if o.status == S.AWAITING_REVIEW:
-        out.subscribe("order_awaiting_review", info | {"review_deadline_at": o.review_deadline_at.isoformat()}, o.publisher_id)
+        out.subscribe("order_awaiting_review", info | {"review_deadline_at": clock.iso_us(o.review_deadline_at)}, o.publisher_id)
     elif o.status == S.REJECTED:
         out.subscribe(
             "order_rejected",
-            info | {"reason": o.reject_reason, "appeal_deadline_at": o.appeal_deadline_at.isoformat()},
+            info | {"reason": o.reject_reason, "appeal_deadline_at": clock.iso_us(o.appeal_deadline_at)},
             o.worker_id,
         )
     elif event in (E.ARBITRATE_WORKER, E.ARBITRATE_PUBLISHER):
@@ -475,6 +596,11 @@ async def get_order(order_id: int, *, worker_id: int | None = None, publisher_id
 
 async def settle_due(order: Order) -> Order:
     """Apply the timer event of the order's state if its deadline has passed (lazy settlement)."""
+    if order.status == S.APPEALING and order.answer_due_at is not None and order.answer_due_at <= clock.now():
+        from models import appeals
+
+        await appeals.decide_unanswered_one(order.id)  # an automatic rule's deadline (issue 14 §2)
+        order = await Order.get(id=order.id)
     for _ in range(3):  # a timer can lead into a state whose deadline has passed as well
         if order.due_at is None or order.due_at > clock.now() or order.status not in TIMER_EVENTS:
             return order
@@ -486,21 +612,138 @@ async def settle_due(order: Order) -> Order:
     return order
 
 
+# Transitions one read may apply before answering; a reader with more overdue than this (the
+# scheduler down for long) sees the rest settled by the next read or by the scheduler.
+SETTLE_ON_READ_MAX = 200
+_log = logging.getLogger("market.timers")
+
+
+async def settle_due_for(user_id: int, *, limit: int = SETTLE_ON_READ_MAX) -> int:
+    """Apply every overdue timer whose outcome this user would see, before a read of their money or
+    lists (SPEC §3: nobody sees a stale state, even while the scheduler is down):
+
+    1. their open tasks whose take window has ended (the untaken slots come back to them);
+    2. orders they work on, orders of their tasks, and orders of the people they invited (whose
+       completion earns them a referral reward) — each order's timers until none is due, since a
+       countdown's end can lead into a review window that has ended too;
+    3. then their earned referral rewards are moved to their balance.
+
+    The same transitions the sweeper applies, one transaction per row: racing the sweeper or a
+    person loses quietly. Returns how many timers were applied (at most `limit`)."""
+    now = clock.now()
+    applied = 0
+    for row in await db.fetch(
+        "SELECT id FROM tasks WHERE publisher_id = $1 AND status = 'open' AND take_deadline_at <= $2 "
+        "ORDER BY take_deadline_at LIMIT $3", user_id, now, limit,
+    ):
+        applied += await _settle_quietly(_expire_task, row["id"])
+    # Read through the partial index on due_at: only overdue rows are scanned.
+    applied += await _settle_orders(
+        "SELECT id FROM orders WHERE due_at <= $1 AND (worker_id = $3 OR publisher_id = $3 "
+        "OR worker_inviter_id = $3 OR publisher_inviter_id = $3) ORDER BY due_at LIMIT $2",
+        limit - applied, user_id,
+    )
+    from models import referrals
+
+    await referrals.settle(inviter_id=user_id)
+    return applied
+
+
+async def settle_due_tasks(task_ids: list[int], *, limit: int = SETTLE_ON_READ_MAX) -> int:
+    """The same for the tasks a page shows (a publisher's task, an operator's task list): their
+    expiries, then their orders' timers."""
+    if not task_ids:
+        return 0
+    marks = ", ".join(f"${i + 3}" for i in range(len(task_ids)))
+    applied = 0
+    for row in await db.fetch(
+        f"SELECT id FROM tasks WHERE status = 'open' AND take_deadline_at <= $1 AND id IN ({marks}) "
+        "ORDER BY take_deadline_at LIMIT $2", clock.now(), limit, *task_ids,
+    ):
+        applied += await _settle_quietly(_expire_task, row["id"])
+    return applied + await _settle_orders(
+        f"SELECT id FROM orders WHERE due_at <= $1 AND task_id IN ({marks}) ORDER BY due_at LIMIT $2", limit - applied, *task_ids,
+    )
+
+
+async def settle_due_orders(order_ids: list[int]) -> int:
+    """The same for the orders a list shows (an operator's order list)."""
+    if not order_ids:
+        return 0
+    marks = ", ".join(f"${i + 3}" for i in range(len(order_ids)))
+    return await _settle_orders(
+        f"SELECT id FROM orders WHERE due_at <= $1 AND id IN ({marks}) ORDER BY due_at LIMIT $2", SETTLE_ON_READ_MAX, *order_ids,
+    )
+
+
+async def _settle_orders(sql: str, limit: int, *args) -> int:
+    """Apply the timers of the orders `sql` finds due ($1: now, $2: how many more, then `args`)."""
+    applied = 0
+    for _ in range(len(TIMER_EVENTS)):  # a timer may lead into a state whose deadline has passed too
+        if applied >= limit:
+            break
+        rows = await db.fetch(sql, clock.now(), limit - applied, *args)
+        if not rows:
+            break
+        for row in rows:
+            applied += await _settle_quietly(run_timer, row["id"])
+    return applied
+
+
+async def _expire_task(task_id: int) -> bool:
+    from models.tasks import expire_if_due
+
+    return await expire_if_due(task_id)
+
+
+async def _settle_quietly(apply, row_id: int) -> int:
+    """A row whose timer fails unexpectedly is left to the sweeper (which postpones and logs it):
+    a read never fails because of it."""
+    try:
+        return 1 if await apply(row_id) else 0
+    except Exception:  # noqa: BLE001
+        _log.exception("lazy settlement of %s %s failed; the sweeper will retry it", apply.__name__, row_id)
+        return 0
+
+
+# A timer applied within this many seconds of its deadline opens the next window at the deadline
+# (no drift); applied later, the window opens when it is applied, whole (SPEC §3, docs/timers.md).
+LATE_TIMER_GRACE_S = 5
+
+
+def review_deadline_after_countdown(order: "Order", now: dt.datetime) -> dt.datetime:
+    """When the review window the countdown's end opens closes.
+
+    Normally the window runs from the countdown's end (the deadline), so a sweep that is a moment
+    late moves nothing. If the end is applied more than `LATE_TIMER_GRACE_S` after it (the
+    schedulers were down and nobody read the order), the publisher has not had any of that window
+    yet: it opens now, whole, and the publisher is never auto-approved without a review window.
+    """
+    deadline = order.submit_deadline_at
+    if (now - deadline).total_seconds() <= LATE_TIMER_GRACE_S:
+        return clock.after(deadline, order.review_window_s)
+    return clock.after(now, order.review_window_s)
+
+
 async def apply_timer(order: Order) -> Order:
     """The timer event due for the order's current state (sweeper and lazy reads)."""
     event, column = TIMER_EVENTS[order.status]
     deadline: dt.datetime = getattr(order, column)
-    guard = {"due_at__lte": clock.now()}
+    now = clock.now()
+    guard = {"due_at__lte": now}
     actor: Actor = ("timer", None)
     if event == E.COUNTDOWN_END:
-        review = clock.after(deadline, order.review_window_s)  # from the countdown's end: no drift
-        return await _act(
+        review = review_deadline_after_countdown(order, now)
+        done = await _act(
             order, event, actor, {"review_deadline_at": review, "due_at": review, "submitted_at": deadline},
             guard, _leave_in_progress,
         )
-    if event == E.REVIEW_TIMEOUT:
-        return await _act(order, event, actor, {"due_at": None, "finished_at": deadline, "finished_by": event.value}, guard, _completed(event))
-    return await _act(order, event, actor, {"due_at": None, "finished_at": deadline, "finished_by": event.value}, guard, _failed(event))
+    elif event == E.REVIEW_TIMEOUT:
+        done = await _act(order, event, actor, {"due_at": None, "finished_at": deadline, "finished_by": event.value}, guard, _completed(event))
+    else:
+        done = await _act(order, event, actor, {"due_at": None, "finished_at": deadline, "finished_by": event.value}, guard, _failed(event))
+    metrics.timer_applied(f"order.{event.value}", deadline, now)
+    return done
 
 
 async def _leave_in_progress(o: Order, out: Pending) -> None:
@@ -524,7 +767,7 @@ def _failed(event: OrderEvent):
 # --- worker actions --------------------------------------------------------------------------------
 async def submit(order_id: int, worker_id: int, *, proof_text: str | None = None, proof_image: str | None = None) -> Order:
     """The worker hands in the work (optional proof) before the countdown ends."""
-    proof_text = clean_text(proof_text, "proof_text", TEXT_MAX, required=False)
+    proof_text = clean_text(proof_text, "proof_text", TEXT_MAX, required=False, multiline=True)
     proof_image = clean_text(proof_image, "proof_image", IMAGE_REF_MAX, required=False)
     order = await get_order(order_id, worker_id=worker_id)
     now = clock.now()
@@ -555,7 +798,7 @@ async def abandon(order_id: int, worker_id: int) -> Order:
             return {"slot_returned": True}
         await _task_order_final(o.task_id)
         await _refund_to_publisher(o, f"order:{o.id}:refund", EntryKind.SLOT_REFUND, "abandoned after the take window")
-        out.push("wallet.changed", {"reason": "order_abandoned", "order_id": o.id, "amount_fen": o.unit_price_fen + o.fee_fen}, o.publisher_id)
+        out.wallet_changed(o.publisher_id, EntryKind.SLOT_REFUND, o.unit_price_fen + o.fee_fen, task_id=o.task_id, order_id=o.id)
         return {"slot_returned": False, "refund_fen": o.unit_price_fen + o.fee_fen}
 
     return await _act(
@@ -575,14 +818,28 @@ async def accept_rejection(order_id: int, worker_id: int) -> Order:
 
 
 async def appeal(order_id: int, worker_id: int, *, reason: str, evidence: str | None = None) -> Order:
-    reason = clean_text(reason, "reason", REASON_MAX, required=True)
+    reason = clean_text(reason, "reason", REASON_MAX, required=True, multiline=True)
     evidence = clean_text(evidence, "evidence", IMAGE_REF_MAX, required=False)
     order = await get_order(order_id, worker_id=worker_id)
+    from models import appeals
+
+    if order.status == S.REJECTED:
+        await appeals.check_may_appeal(order_id, worker_id)  # worker_losing_streak (recorded when it refuses)
     now = clock.now()
+
+    async def effects(o: Order, out: Pending):
+        rule = await appeals.answer_deadline(o.publisher_id, now)  # publisher_loss_rate
+        if rule is None:
+            return None
+        due, r = rule
+        o.answer_due_at, o.answer_rule_version, o.answer_rule_params = due, r.version, r.params
+        await Order.filter(id=o.id).update(answer_due_at=due, answer_rule_version=r.version, answer_rule_params=r.params)
+        return {"answer_due_at": clock.iso_us(due), "rule": r.kind, "rule_version": r.version}
+
     return await _act(
         order, E.APPEAL, ("user", worker_id),
         {"appeal_reason": reason, "appeal_evidence": evidence, "appealed_at": now, "due_at": None},
-        {"appeal_deadline_at__gt": now},
+        {"appeal_deadline_at__gt": now}, effects,
     )
 
 
@@ -597,22 +854,40 @@ async def approve(order_id: int, publisher_id: int) -> Order:
     )
 
 
-async def reject(order_id: int, publisher_id: int, *, reason: str) -> Order:
-    reason = clean_text(reason, "reason", REASON_MAX, required=True)
+OTHER_REASON_MIN = 10  # "other" (no declared criterion fits) must say why in at least this many characters
+
+
+async def reject(order_id: int, publisher_id: int, *, reason: str | None = None, criterion: int | None = None) -> Order:
+    """Reject with a reason (issue 14 §2). A task that declared acceptance criteria must be rejected
+    by one of them (`criterion`, its index; `reason` then adds detail) or as "other" (`criterion`
+    None) with a reason of at least OTHER_REASON_MIN characters. A task without criteria needs a reason."""
+    reason = clean_text(reason, "reason", REASON_MAX, required=False, multiline=True)
     order = await get_order(order_id, publisher_id=publisher_id)
+    task = await Task.get(id=order.task_id)
+    chosen = None
+    if criterion is not None:
+        if isinstance(criterion, bool) or not isinstance(criterion, int) or not task.criteria or not 0 <= criterion < len(task.criteria):
+            raise InvalidInput("criterion must be the number of one of the task's criteria.", zh="请选择任务的一条验收标准。", field="criterion")
+        chosen = task.criteria[criterion]
+        reason = reason or chosen
+    elif task.criteria and (reason is None or len(reason) < OTHER_REASON_MIN):
+        raise InvalidInput("Choose the criterion the proof fails, or say why in at least {min} characters.",
+                           zh="请选择未达到的验收标准，或用至少 {min} 个字说明原因。", field="reason", min=OTHER_REASON_MIN)
+    elif reason is None:
+        raise InvalidInput("{field} is required.", zh="{field} 不能为空。", field="reason")
     now = clock.now()
     appeal_by = clock.after(now, order.appeal_window_s)
     return await _act(
         order, E.REJECT, ("user", publisher_id),
-        {"reject_reason": reason, "rejected_at": now, "appeal_deadline_at": appeal_by, "due_at": appeal_by},
-        {"review_deadline_at__gt": now},
+        {"reject_reason": reason, "reject_criterion": chosen, "rejected_at": now, "appeal_deadline_at": appeal_by, "due_at": appeal_by},
+        {"review_deadline_at__gt": now}, audit_data={"criterion": chosen},
     )
 
 
 # --- operator --------------------------------------------------------------------------------------
 async def arbitrate(order_id: int, operator_id: int, *, worker_wins: bool, note: str) -> Order:
     """Decide an appeal: the worker wins (flow 4) or the publisher wins (flow 5). Exactly once."""
-    note = clean_text(note, "note", REASON_MAX, required=True)
+    note = clean_text(note, "note", REASON_MAX, required=True, multiline=True)
     order = await Order.get_or_none(id=order_id)
     if order is None:
         raise OrderNotFound()

@@ -93,7 +93,7 @@ async def _settle_inviter(inviter: int, limit: int) -> int:
         )
         await ReferralReward.filter(id__in=ids).update(settled_entry_id=entry)
         out = Pending()
-        out.push("wallet.changed", {"reason": "referral_rewards", "amount_fen": total}, inviter)
+        out.wallet_changed(inviter, EntryKind.REFERRAL_SETTLE, total)
         await out.write()
         await audit.record("system", None, "referral.settle", "user", inviter, data={"rewards": len(ids), "amount_fen": total})
     return len(ids)

@@ -8,7 +8,9 @@ or re-prices escrowed money.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import time
 from typing import Any
 
 from tortoise import fields
@@ -39,6 +41,15 @@ class MarketSettings:
     countdown_s: int = 300  # the worker has 5 min after taking
     review_window_s: int = 1_200  # auto-approve 20 min after awaiting review
     appeal_window_s: int = 600  # a rejection not appealed within 10 min fails the order
+    upload_quota_mb: int = 1_024  # images one user may store in total (re-encoded bytes; models/uploads.py)
+    # Records and limits (issue 14; models/records.py).
+    record_window_days: int = 90  # records count the orders taken in the last 90 days
+    record_min_sample: int = 10  # below 10 reviewed orders a record is "new" (its rates are not shown)
+    limit_window_days: int = 7  # automatic worker limits look at the last 7 days
+    limit_max_abandons: int = 5  # 5 abandons in the limit window pause a worker's takes (0 = off)
+    limit_max_appeals_lost: int = 3  # 3 appeals decided against a worker in it do too (0 = off)
+    compliance_hold_on_match: int = 0  # 0: a prohibited term refuses the publish; 1: holds the task for an operator
+    referral_requires_first_order: int = 1  # 1: an inviter earns only for invitees who completed a first order
 
     def fee_fen(self, unit_price_fen: int) -> int:
         return unit_price_fen * self.publish_fee_bp // BP
@@ -63,7 +74,7 @@ def validate(s: MarketSettings) -> None:
         if not isinstance(value, int) or isinstance(value, bool):
             errors[name] = "must be an integer"
     if errors:
-        raise InvalidSettings("Every setting must be an integer.", fields=errors)
+        raise InvalidSettings("Every setting must be an integer.", zh="每个设置项都必须是整数。", fields=errors)
 
     if s.min_unit_price_fen < 1:
         errors["min_unit_price_fen"] = "must be at least 1 fen"
@@ -87,6 +98,20 @@ def validate(s: MarketSettings) -> None:
             errors[name] = "must be longer than 0 seconds"
         elif getattr(s, name) > 30 * 86_400:
             errors[name] = "must not exceed 30 days"
+    if not 1 <= s.upload_quota_mb <= 1_048_576:
+        errors["upload_quota_mb"] = "must be between 1 and 1048576"
+    if not 1 <= s.record_window_days <= 365:
+        errors["record_window_days"] = "must be between 1 and 365"
+    if not 1 <= s.record_min_sample <= 10_000:
+        errors["record_min_sample"] = "must be between 1 and 10000"
+    if not 1 <= s.limit_window_days <= 365:
+        errors["limit_window_days"] = "must be between 1 and 365"
+    for name in ("limit_max_abandons", "limit_max_appeals_lost"):
+        if not 0 <= getattr(s, name) <= 10_000:
+            errors[name] = "must be between 0 (off) and 10000"
+    for name in ("compliance_hold_on_match", "referral_requires_first_order"):
+        if getattr(s, name) not in (0, 1):
+            errors[name] = "must be 0 (off) or 1 (on)"
     if s.countdown_s > MAX_COUNTDOWN_S:
         errors["countdown_s"] = "must not exceed 10 minutes (WeChat's limit for assisted steps)"
     if not errors and s.withdraw_fee_bp >= BP:
@@ -98,7 +123,7 @@ def validate(s: MarketSettings) -> None:
                 f"referral rewards would exceed the publishing fee at a unit price of {price} fen"
             )
     if errors:
-        raise InvalidSettings("Some settings are not valid.", fields=errors)
+        raise InvalidSettings("Some settings are not valid.", zh="部分设置无效。", fields=errors)
 
 
 def first_price_where_rewards_exceed_fee(s: MarketSettings) -> int | None:
@@ -143,7 +168,7 @@ def set_seed(values: dict[str, Any]) -> None:
 def from_dict(values: dict[str, Any]) -> MarketSettings:
     unknown = set(values) - set(FIELDS)
     if unknown:
-        raise InvalidSettings("Unknown settings.", fields={k: "unknown setting" for k in sorted(unknown)})
+        raise InvalidSettings("Unknown settings.", zh="未知的设置项。", fields={k: "unknown setting" for k in sorted(unknown)})
     return dataclasses.replace(MarketSettings(), **values)
 
 
@@ -157,12 +182,32 @@ async def ensure_settings_row() -> None:
             pass  # another process created it first
 
 
-# Hot paths (every take) read the settings; a change reaches other processes within this many
-# seconds. The process that makes the change sees it at once.
+# Hot paths (every take) read the settings through a short cache. The bound, stated once: a change
+# committed by any process is in force in every process at most CACHE_TTL_S later, for every
+# request. A value is served only if its database read *began* less than CACHE_TTL_S ago (a read
+# that began before a change may not have seen it); callers that find the cache too old share
+# one read (started then, so it qualifies) instead of each querying, and nobody is handed the old
+# value meanwhile. The process that makes the change sees it at once (`invalidate_cache`).
 CACHE_TTL_S = 1.0
-_cache: tuple[float, MarketSettings] | None = None
-_generation = 0  # bumped by invalidate_cache(): a read begun before a change never caches its old value
-_reading = False  # one read at a time per process; meanwhile callers keep the value it replaces
+
+
+@dataclasses.dataclass(frozen=True)
+class _Cached:
+    started: float  # time.monotonic() when its read began
+    generation: int
+    value: MarketSettings
+
+
+@dataclasses.dataclass(frozen=True)
+class _Reading:
+    started: float
+    generation: int
+    task: asyncio.Task
+
+
+_cache: _Cached | None = None
+_reading: _Reading | None = None  # the read under way in this process, shared by its callers
+_generation = 0  # bumped by invalidate_cache(): a read begun before a change never serves after it
 
 
 def invalidate_cache() -> None:
@@ -171,31 +216,54 @@ def invalidate_cache() -> None:
     _generation += 1
 
 
-async def current() -> MarketSettings:
-    global _cache, _reading
-    import time
-
-    if _cache is not None and (_reading or time.monotonic() - _cache[0] < CACHE_TTL_S):
-        return _cache[1]
-    generation = _generation
-    _reading = True
-    try:
-        row = await SettingsRow.get_or_none(id=1)
-    finally:
-        _reading = False
+async def _read() -> MarketSettings:
+    row = await SettingsRow.get_or_none(id=1)
     if row is None:
         return _seed
-    known = {k: v for k, v in row.values.items() if k in FIELDS}
-    value = dataclasses.replace(MarketSettings(), **known)
-    if generation == _generation:
-        _cache = (time.monotonic(), value)
+    return dataclasses.replace(MarketSettings(), **{k: v for k, v in row.values.items() if k in FIELDS})
+
+
+async def current() -> MarketSettings:
+    """The settings in force (see CACHE_TTL_S for how fresh). Call it outside a transaction: the
+    shared read runs in the context of the caller that starts it."""
+    global _reading
+    now = time.monotonic()
+    cached = _cache
+    if cached is not None and cached.generation == _generation and now - cached.started < CACHE_TTL_S:
+        return cached.value
+    loop = asyncio.get_running_loop()
+    reading = _reading
+    if (reading is None or reading.generation != _generation or now - reading.started >= CACHE_TTL_S
+            or reading.task.get_loop() is not loop or reading.task.done()):
+        reading = _Reading(now, _generation, loop.create_task(_read_and_keep(now, _generation)))
+        # A failed read is reported to its callers; mark it seen even when they all left.
+        reading.task.add_done_callback(lambda t: t.cancelled() or t.exception())
+        _reading = reading
+    # shield: a caller that is cancelled (its client went away) leaves the read to the others
+    return await asyncio.shield(reading.task)
+
+
+async def _read_and_keep(started: float, generation: int) -> MarketSettings:
+    global _cache, _reading
+    try:
+        value = await _read()
+    finally:
+        if _reading is not None and _reading.task is asyncio.current_task():
+            _reading = None
+    if generation == _generation and (_cache is None or _cache.started <= started):
+        _cache = _Cached(started, generation, value)
     return value
 
 
-async def update(changes: dict[str, Any], *, operator_id: int) -> MarketSettings:
-    """Apply a partial change, validated as a whole; the audit row keeps old and new values."""
+async def update(changes: dict[str, Any], *, operator_id: int, expected_version: int | None = None) -> MarketSettings:
+    """Apply a partial change, validated as a whole; the audit row keeps old and new values. With
+    `expected_version` (the version a form was rendered from), a newer row refuses it (Conflict)."""
+    from models.errors import Conflict
+
     async with in_transaction():
         row = await SettingsRow.select_for_update().get(id=1)
+        if expected_version is not None and row.version != expected_version:
+            raise Conflict("The settings were changed by someone else; reload and try again.", zh="设置已被他人修改，请刷新后重试。")
         old = dataclasses.replace(MarketSettings(), **{k: v for k, v in row.values.items() if k in FIELDS})
         new = _apply(old, changes)
         validate(new)
@@ -204,9 +272,7 @@ async def update(changes: dict[str, Any], *, operator_id: int) -> MarketSettings
             values=new.as_dict(), version=row.version + 1, updated_at=clock.now()
         )
         if n != 1:
-            from models.errors import Conflict
-
-            raise Conflict("The settings were changed by someone else; reload and try again.")
+            raise Conflict("The settings were changed by someone else; reload and try again.", zh="设置已被他人修改，请刷新后重试。")
         await audit.record("operator", operator_id, "settings.update", "settings", 1, data=diff)
     invalidate_cache()
     return new
@@ -215,5 +281,5 @@ async def update(changes: dict[str, Any], *, operator_id: int) -> MarketSettings
 def _apply(old: MarketSettings, changes: dict[str, Any]) -> MarketSettings:
     unknown = set(changes) - set(FIELDS)
     if unknown:
-        raise InvalidSettings("Unknown settings.", fields={k: "unknown setting" for k in sorted(unknown)})
+        raise InvalidSettings("Unknown settings.", zh="未知的设置项。", fields={k: "unknown setting" for k in sorted(unknown)})
     return dataclasses.replace(old, **changes)

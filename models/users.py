@@ -18,6 +18,7 @@ from tortoise.transactions import in_transaction
 
 from models import audit, clock
 from models.errors import InvalidInviteCode, UserNotFound
+from models.inputs import check_text
 
 
 class End(StrEnum):
@@ -36,13 +37,14 @@ class User(Model):
     openid = fields.CharField(max_length=64)
     unionid = fields.CharField(max_length=64, null=True)
     nickname = fields.CharField(max_length=64, default="")
+    avatar = fields.CharField(max_length=40, null=True)  # an upload ref (PUT /me/avatar); migration 0007
     invite_code = fields.CharField(max_length=16, unique=True)
     inviter = fields.ForeignKeyField(
         "models.User", related_name="invitees", null=True, on_delete=fields.RESTRICT
     )
     banned = fields.BooleanField(default=False)
     banned_reason = fields.CharField(max_length=255, null=True)
-    # Bumped on ban: every session token carries the version it was issued under.
+    # Bumped on ban and logout (models/sessions.py): every token carries the version it was issued under.
     token_version = fields.IntField(default=0)
     # Counter kept by take/submit/abandon/timers, so the "at most N in progress" limit holds
     # under concurrent takes through one conditional UPDATE (never count-then-insert).
@@ -92,6 +94,9 @@ async def login_or_register(
     """
     from models.ledger import open_user_accounts
 
+    for name, value in (("openid", openid), ("unionid", unionid), ("invite_code", invite_code), ("nickname", nickname)):
+        if value:
+            check_text(value, name)
     existing = await User.get_or_none(end=end, openid=openid)
     if existing is not None:
         if unionid and existing.unionid != unionid:
@@ -124,21 +129,41 @@ async def login_or_register(
             again = await User.get_or_none(end=end, openid=openid)
             if again is not None:  # a concurrent first login won; use its account
                 return again, False
-    raise InvalidInviteCode("Could not allocate an invite code; try again.")
+    raise InvalidInviteCode("Could not allocate an invite code; try again.", zh="无法分配邀请码，请重试。")
 
 
 async def set_banned(user_id: int, banned: bool, *, operator_id: int, reason: str = "") -> User:
+    """Ban (every session of the user ends at once: access and refresh tokens) or unban (sessions
+    from before the ban stay ended)."""
+    from models.sessions import end_user_sessions
+
+    reason = check_text(reason or "", "reason", multiline=True)
     async with in_transaction():
         values = {"banned": banned, "banned_reason": reason[:255] if banned else None}
-        if banned:
-            from tortoise.expressions import F
-
-            values["token_version"] = F("token_version") + 1
         n = await User.filter(id=user_id).update(**values)
         if n != 1:
             raise UserNotFound()
+        if banned:
+            await end_user_sessions(user_id, actor=("operator", operator_id), action="")
         await audit.record(
             "operator", operator_id, "user.ban" if banned else "user.unban", "user", user_id,
             reason=reason,
         )
+    return await get_user(user_id)
+
+
+async def set_nickname(user_id: int, nickname: str) -> User:
+    """The nickname the user typed (WeChat gives apps none any more)."""
+    from models.inputs import clean_text
+
+    nickname = clean_text(nickname, "nickname", 64, required=True)
+    if await User.filter(id=user_id).update(nickname=nickname) != 1:
+        raise UserNotFound()
+    return await get_user(user_id)
+
+
+async def set_avatar(user_id: int, ref: str) -> User:
+    """The profile picture: an upload ref of this user's (the caller checked it is theirs)."""
+    if await User.filter(id=user_id).update(avatar=ref) != 1:
+        raise UserNotFound()
     return await get_user(user_id)

@@ -4,7 +4,8 @@
   (scheduler/outbox.py), every `outbox_interval_s`.
 - `check_recharges` — pending recharges whose notification did not come: query, credit or close,
   every `recharge_check_interval_s`.
-- `check_payouts` — approved withdrawals whose transfer bill is missing or unfinished, every
+- `check_payouts` — approved withdrawals whose payout round is due (no bill yet, a bill WeChat has
+  not finished, transient trouble to retry; held payouts wait for an operator), every
   `payout_check_interval_s`.
 
 Each is safe beside other scheduler processes: the outbox claim uses SKIP LOCKED and conditional

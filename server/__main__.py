@@ -1,12 +1,26 @@
-"""`python -m server [serve|migrate|ledger-audit|create-owner]` — run the server and its operator commands.
+"""`python -m server [serve|migrate|ledger-audit|reconcile|create-owner|openapi|events|errors|appids|new-secret]` — the server and its commands.
 
     serve         run the HTTP server (default): config.yaml + environment
     migrate       apply the database migrations and exit
     ledger-audit  prove the books (exit status 1 and a report when anything is off)
+    reconcile     --date YYYY-MM-DD: reconcile that Beijing day with WeChat Pay's trade and fund-flow
+                  bills; differences go to the admin panel's queue (nothing is changed). Exit status
+                  0 clean, 1 differences found, 2 the bills could not be had (not ready, or an error)
+    openapi       print the OpenAPI document the server serves (docs/openapi.json is this output)
+    events        print the JSON Schema of the WebSocket events (docs/events.json)
+    errors        print the error catalog, as GET /api/v1/errors serves it (docs/errors.json)
+    appids        print the two Mini Programs' AppIDs as configured (config.yaml wechat.worker.appid /
+                  wechat.publisher.appid, or MARKET__WECHAT__WORKER__APPID / ..._PUBLISHER__...), as
+                  JSON {"worker": ..., "publisher": ...}, null when not set; read by the apps'
+                  `npm run configure` (miniprogram/scripts/configure.js)
     create-owner  create the admin panel's owner account (--username NAME); the password is asked
                   twice on the terminal, or read from the environment variable MARKET_OWNER_PASSWORD,
                   or from the first line of stdin with --password-stdin. There is no default password.
                   --reset sets a new password (and the owner role) on an existing account instead.
+    new-secret    print a new random MARKET_SECRET_KEY (64 characters, 384 bits); needs no configuration
+
+A configuration that cannot be used is reported in one line on stderr ("configuration error: ...",
+naming the key and where its value came from), with exit status 2 and no traceback.
 """
 
 from __future__ import annotations
@@ -15,17 +29,44 @@ import argparse
 import asyncio
 import sys
 
-from server.config import load_config
+from server.config import ConfigError, load_config
+from wechat.config import WeChatConfigError
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m server", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", nargs="?", default="serve", choices=["serve", "migrate", "ledger-audit", "create-owner"])
+    parser.add_argument("command", nargs="?", default="serve",
+                        choices=["serve", "migrate", "ledger-audit", "reconcile", "create-owner", "openapi", "events", "errors", "appids",
+                                 "new-secret"])
+    parser.add_argument("--date", help="reconcile: the Beijing day, YYYY-MM-DD (default: yesterday)")
     parser.add_argument("--username", help="create-owner: the owner's username")
     parser.add_argument("--password-stdin", action="store_true", help="create-owner: read the password from stdin")
     parser.add_argument("--reset", action="store_true", help="create-owner: set a new password on an existing account")
     args = parser.parse_args(argv)
+    if args.command == "new-secret":
+        from server.keys import new_secret
+
+        print(new_secret())
+        return 0
+    try:
+        return _run(args)
+    except (ConfigError, WeChatConfigError) as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run(args) -> int:
+    if args.command in CONTRACT_FILES:
+        print(contract_text(args.command), end="")
+        return 0
     config = load_config()
+
+    if args.command == "appids":
+        import json
+
+        wechat = config.wechat or {}
+        print(json.dumps({end: (wechat.get(end) or {}).get("appid") or None for end in ("worker", "publisher")}))
+        return 0
 
     if args.command == "create-owner":
         return _create_owner(config, args)
@@ -40,6 +81,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "ledger-audit":
         return asyncio.run(_audit(config))
 
+    if args.command == "reconcile":
+        from server import logs
+        from server.reconciliation import run_command
+
+        logs.setup(config, "reconcile")
+        return asyncio.run(run_command(config, args.date))
+
+    # Several processes (Sanic's workers, the embedded scheduler) share one /metrics: prometheus-client's
+    # multiprocess mode, switched on before anything imports it (server/metrics.py says why).
+    _prepare_metrics_dir()
+
     from pathlib import Path
 
     if config.database_url.startswith("sqlite://") and not config.database_url.startswith("sqlite://:memory:"):
@@ -47,15 +99,60 @@ def main(argv: list[str] | None = None) -> int:
     from sanic import Sanic
     from sanic.worker.loader import AppLoader
 
-    from server.app import create_app
+    from server.app import create_served_app
 
     # Sanic spawns its workers; each one builds its own app through this loader (the factory reads
     # the same config.yaml and environment).
-    loader = AppLoader(factory=create_app)
+    loader = AppLoader(factory=create_served_app)
     app = loader.load()
     app.prepare(host=config.host, port=config.port, workers=config.workers, access_log=config.access_log)
     Sanic.serve(primary=app, app_loader=loader)
     return 0
+
+
+def _prepare_metrics_dir() -> str:
+    """Point prometheus-client at an empty directory (PROMETHEUS_MULTIPROC_DIR if set, e.g. systemd's
+    RuntimeDirectory, else a new temporary one); files of an earlier run would add old counts."""
+    import os
+    import tempfile
+
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(prefix="market-metrics-")
+    os.makedirs(directory, exist_ok=True)
+    for name in os.listdir(directory):
+        if name.endswith(".db"):
+            os.remove(os.path.join(directory, name))
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+    return directory
+
+
+CONTRACT_FILES = {"openapi": "docs/openapi.json", "events": "docs/events.json", "errors": "docs/errors.json"}
+
+
+def contract_text(kind: str) -> str:
+    """The committed contract files, exactly as written (a test compares them with this output).
+
+    The document does not depend on config.yaml or the environment: the defaults are used."""
+    import json
+
+    if kind == "openapi":
+        from server.app import create_app
+        from server.config import load_config as defaults
+
+        from miniprogram_api.docs import build_document
+
+        import logging
+
+        logging.getLogger("market.wechat").setLevel(logging.ERROR)  # the sandbox warning is noise here
+        data = build_document(create_app(defaults(path="/nonexistent/config.yaml", env={}), manage_db=False))
+    elif kind == "events":
+        from models.events import json_schema
+
+        data = json_schema()
+    else:
+        from miniprogram_api.error_catalog import catalog
+
+        data = catalog()
+    return json.dumps(data, ensure_ascii=False, indent=2) + "\n"
 
 
 async def _audit(config) -> int:

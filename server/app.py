@@ -11,18 +11,20 @@ side by side).
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
+import os
+import signal
 from types import SimpleNamespace
 
 from sanic import Sanic
 from sanic.response import json
 from sanic_ext import Extend
-from sanic_ext.extensions.openapi.extension import OpenAPIExtension
 
 from models import db
 from models import settings as market_settings
-from server import errors
+from server import errors, inputs
 from server.config import Config, load_config
 
 log = logging.getLogger("market.server")
@@ -37,27 +39,29 @@ def create_app(config: Config | None = None, *, manage_db: bool = True) -> Sanic
     app.config.update(
         {
             "REQUEST_MAX_SIZE": 12 * 1024 * 1024,  # the largest upload (an image) plus headroom
-            "OAS_UI_DEFAULT": "redoc",
-            "OAS_TITLE": "Timed task marketplace API",
-            "OAS_DESCRIPTION": "The API of the Worker and Publisher Mini Programs. Money is integer fen.",
-            "OAS_VERSION": "1.0.0",
             "FALLBACK_ERROR_FORMAT": "json",
             # sanic-ext would add a HEAD and an OPTIONS route per endpoint, re-finalizing the router
             # each time (seconds per worker start); Mini Programs need neither (no CORS preflight).
             "HTTP_AUTO_HEAD": False,
             "HTTP_AUTO_OPTIONS": False,
             "CORS_AUTOMATIC_OPTIONS": False,
+            # No keep-alive ping task per WebSocket: the heartbeat service of miniprogram_api/ws.py
+            # pings every socket from one task per worker and closes the ones that stop answering.
+            "WEBSOCKET_PING_INTERVAL": None,
         }
     )
-    # Of sanic-ext, only the OpenAPI document: its dependency injection would run a signal handler
-    # on every request and its CORS a response middleware (Mini Programs make no CORS requests;
-    # the admin panel is same-origin), for nothing we use.
-    Extend(app, built_in_extensions=False, extensions=[OpenAPIExtension])
+    # None of sanic-ext's extensions (the admin panel uses only its `render` with its own Jinja2
+    # environment). Extending explicitly keeps Sanic from attaching them all by itself; the OpenAPI
+    # document is our own (miniprogram_api/docs.py): built from the code, OpenAPI 3.1.
+    Extend(app, built_in_extensions=False, extensions=[])
     app.ctx.config = config
     app.ctx.services = SimpleNamespace()
     market_settings.set_seed(config.market)
     errors.install(app)
-    app.ext.openapi.add_security_scheme("token", "http", scheme="bearer", bearer_format="session token from /login")
+    inputs.install(app)  # no control characters in any query string or form (models/inputs.py)
+    if manage_db:
+        _manage_db(app, config)
+    _stop_once(app)
 
     from server import listeners
 
@@ -78,27 +82,72 @@ def create_app(config: Config | None = None, *, manage_db: bool = True) -> Sanic
     miniprogram_api.install(app)
 
     from server import admin; admin.install(app)  # noqa: E702  the admin web panel at /admin (SPEC §6)
+    from server import observability; observability.install(app)  # noqa: E702  request ids, /metrics (issue 15)
 
-    if manage_db:
+    if manage_db and config.scheduler.embedded:
 
-        @app.main_process_start
-        async def migrate(app):
-            await db.migrate_db(config.db_url_with_pool)
+        @app.main_process_ready
+        async def start_scheduler(app):
+            from scheduler.runner import run_process
 
-        @app.before_server_start
-        async def open_db(app):
-            await db.init_db(config.db_url_with_pool, migrate=False)
-
-        @app.after_server_stop
-        async def close_db(app):
-            await db.close_db()
-
-        if config.scheduler.embedded:
-
-            @app.main_process_ready
-            async def start_scheduler(app):
-                from scheduler.runner import run_process
-
-                app.manager.manage("Scheduler", run_process, {"config": dataclasses.asdict(config)})
+            app.manager.manage("Scheduler", run_process, {"config": dataclasses.asdict(config)})
 
     return app
+
+
+def create_served_app() -> Sanic:
+    """The factory `python -m server` hands Sanic: every process (main and each spawned worker)
+    builds the app, then routes every log record through the JSON/text redacting handler."""
+    from server import logs
+
+    config = load_config()
+    app = create_app(config)
+    logs.setup(config, "server")  # after Sanic(...) configured its own loggers: ours replace them
+    return app
+
+
+def _manage_db(app: Sanic, config: Config) -> None:
+    """The database of each worker process. Registered before every other listener: shutdown
+    listeners run in reverse order, so the database is closed after everything that may use it."""
+
+    @app.main_process_start
+    async def migrate(app):
+        await db.migrate_db(config.db_url_with_pool)
+
+    @app.before_server_start
+    async def open_db(app):
+        await db.init_db(config.db_url_with_pool, migrate=False)
+
+    @app.after_server_stop
+    async def close_db(app):
+        await db.close_db()
+
+
+def _stop_once(app: Sanic) -> None:
+    """A worker stops once, however many stop signals it gets.
+
+    Ctrl-C signals the whole foreground process group, so a worker gets SIGINT from the terminal
+    and, an instant later, again from Sanic's main process shutting its workers down (systemd's
+    SIGTERM to the control group does the same). Sanic's handler stopped the event loop for each;
+    with uvloop the second stop is still pending when the worker's shutdown runs its cleanup, which
+    then fails ("Event loop stopped before Future completed") and skips the after_server_stop
+    listeners — among them closing the database, so the SQLite connection's thread (aiosqlite's,
+    not a daemon) kept the worker from ever exiting, and the main process waited for it with the
+    port bound. (models/sqlite_engine.py now also makes that thread a daemon, as a last guarantee.)
+    """
+
+    @app.after_server_start
+    async def stop_on_the_first_signal_only(app):
+        if not os.environ.get("SANIC_WORKER_PROCESS"):  # tests serve apps in their own loop: leave it
+            return
+        loop = asyncio.get_running_loop()
+        stopping = False
+
+        def stop() -> None:
+            nonlocal stopping
+            if not stopping:
+                stopping = True
+                app.stop(terminate=False)
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop)  # replaces Sanic's own handler (installed just before)

@@ -1,4 +1,9 @@
-"""Per-user (or per-IP) rate limits with `429 Too Many Requests` and `Retry-After`.
+"""Per-user (or per-address) rate limits with `429 Too Many Requests` and `Retry-After`.
+
+A limit per address is keyed on `client_address(request)`: the client's own address as Sanic
+reads it from the proxy headers it trusts (`PROXIES_COUNT` / `REAL_IP_HEADER`, env
+SANIC_PROXIES_COUNT), else the socket peer. Behind a load balancer the peer is the balancer, so
+keying on it would give the whole platform one allowance.
 
 Fixed windows: at most `limit` hits per `window_s` seconds for a key. In-process by default; with
 Redis configured the counters are shared by every process and node (a Lua INCR + EXPIRE; the hits
@@ -17,7 +22,10 @@ from models.errors import DomainError
 
 
 class RateLimited(DomainError):
-    code, status, message = "rate_limited", 429, "Too many requests; slow down."
+    code, status = "rate_limited", 429
+    message, message_zh = "Too many requests; try again in {retry_after_s} s.", "请求过于频繁，请 {retry_after_s} 秒后再试。"
+    hint = "Wait the Retry-After header's seconds (details.retry_after_s), then retry."
+    details_schema = {"retry_after_s": {"type": "integer", "minimum": 1}}
 
     def __init__(self, retry_after_s: int) -> None:
         super().__init__(retry_after_s=retry_after_s)
@@ -32,7 +40,8 @@ class Rule:
 
 # The limits the API applies (per user unless said otherwise).
 RULES = {
-    "login": Rule(20, 60),  # per client IP
+    "login": Rule(20, 60),  # per client address
+    "refresh": Rule(10, 60),  # per session
     "take": Rule(10, 10),
     "submit": Rule(10, 60),
     "write": Rule(60, 60),  # other state-changing calls
@@ -76,14 +85,15 @@ class RedisLimiter:
     requests at once) go to Redis together: one script call, one round trip, whatever their number.
     (The keys of one call must live on one Redis node: a single Redis, not a cluster.)"""
 
-    def __init__(self, redis) -> None:
+    def __init__(self, redis, prefix: str = "ratelimit:") -> None:
+        self._prefix = prefix  # "<redis_namespace>:ratelimit:" in the server (server/listeners.py)
         self._script = redis.register_script(_HIT)  # EVALSHA, reloaded by redis-py after a NOSCRIPT
         self._waiting: list[tuple[str, int, asyncio.Future]] = []
 
     async def hit(self, key: str, rule: Rule) -> None:
         now = time.time()
         window = int(now // rule.window_s)
-        count = await self._count(f"ratelimit:{key}:{window}", rule.window_s + 1)
+        count = await self._count(f"{self._prefix}{key}:{window}", rule.window_s + 1)
         if count > rule.limit:
             raise RateLimited(max(1, math.ceil((window + 1) * rule.window_s - now)))
 
@@ -110,6 +120,12 @@ class RedisLimiter:
         for (_, _, future), count in zip(batch, counts):
             if not future.done():
                 future.set_result(int(count))
+
+
+def client_address(request) -> str:
+    """The address a per-address limit counts: the forwarded client address when Sanic is told to
+    trust the proxy headers, else the socket peer. Every limit or throttle per address uses this."""
+    return request.remote_addr or request.ip or "unknown"
 
 
 async def limit(request, rule_name: str, who: str) -> None:

@@ -1,7 +1,9 @@
 """The core's use of WeChat: login, recharges (WeChat Pay), payouts (merchant transfers).
 
 `WeChatServices` bundles the clients of `wechat/` (one set per process) with the service functions
-that join them to the domain in `models/`. Two rules shape every function here:
+that join them to the domain in `models/`; the payouts live in `server/wechat_payouts.py`
+(`PayoutServices`, mixed in here), the errors the API renders in `server/wechat_errors.py`. Two
+rules shape every function:
 
 - Nothing runs inside a database transaction while WeChat is being called (STYLE habit 8): each
   function calls WeChat, then hands the result to one domain function that owns its transaction.
@@ -23,17 +25,18 @@ from typing import Any, Mapping
 
 from models import clock
 from models import recharges as recharge_rules
-from models import withdrawals as withdrawal_rules
-from models.errors import AlreadyDecided, Conflict, DomainError, RechargeNotFound
-from models.recharges import AmountMismatch, Recharge, RechargeStatus
+from models.errors import RechargeNotFound
+from models.recharges import AmountMismatch, Recharge, RechargeStatus, TransactionIdReused
 from models.users import End, User
-from models.withdrawals import Withdrawal, WithdrawalStatus
 from server.config import Config
+from server.wechat_errors import (InvalidLoginCode, LoginRefused, PayoutStillAtWeChat, RechargeNotPending,
+                                  WeChatUnavailable, fail_answer, read_notification)
+from server.wechat_content import ContentSecurityServices
+from server.wechat_payouts import PayoutServices
 from wechat.config import WeChatConfig
-from wechat.errors import (BadPayload, BadSignature, InvalidCode, PayApiError, PayError, Retryable,
-                           StaleNotification, WeChatError)
+from wechat.errors import InvalidCode, PayApiError, PayError, Retryable, WeChatError
 from wechat.miniprogram import MiniProgramClient
-from wechat.pay import TRANSFER_USER_NAME_REQUIRED_FEN, PayClient
+from wechat.pay import PayClient
 from wechat.token_store import MemoryTokenStore, RedisTokenStore
 
 log = logging.getLogger("market.wechat")
@@ -45,27 +48,7 @@ LOGIN_ATTEMPTS = 3  # code2Session tries on a retryable answer (busy, rate limit
 LOGIN_BACKOFF_S = (0.2, 0.6)  # waits between those tries
 RECHARGE_CHECK_AGE_S = 60  # a notification usually arrives within seconds; query after a minute
 RECHARGE_CHECK_BATCH = 50  # recharges queried per round
-PAYOUT_CHECK_AGE_S = 300  # a bill with no notification after this long is queried
-PAYOUT_CHECK_BATCH = 50  # withdrawals handled per round
-TRANSFER_REMARK = "任务佣金提现"  # shown to the user with the transfer (≤ 32 characters)
-FINAL_BILL_STATES = ("SUCCESS", "FAIL", "CANCELLED")
-
-
-# --- errors the API renders (server/errors.py renders every DomainError) ---------------------------
-class InvalidLoginCode(DomainError):
-    code, status, message = "invalid_login_code", 400, "The login code is invalid or expired; call wx.login again."
-
-
-class LoginRefused(DomainError):
-    code, status, message = "login_refused", 403, "WeChat refused this login."
-
-
-class WeChatUnavailable(DomainError):
-    code, status, message = "wechat_unavailable", 503, "WeChat is not answering right now; try again shortly."
-
-
-class RechargeNotPending(Conflict):
-    code, message = "recharge_not_pending", "This recharge is no longer waiting for payment."
+CLOSED_TRADE_STATES = ("CLOSED", "REVOKED", "PAYERROR")  # an order that can no longer be paid
 
 
 # --- configuration -------------------------------------------------------------------------------
@@ -99,8 +82,12 @@ def _own_base(config: Config) -> str:
 
 
 # --- the services ----------------------------------------------------------------------------------
+__all__ = ["WeChatServices", "wechat_config", "PAY_NOTIFY_PATH", "TRANSFER_NOTIFY_PATH", "InvalidLoginCode",
+           "LoginRefused", "WeChatUnavailable", "RechargeNotPending", "PayoutStillAtWeChat"]
+
+
 @dataclasses.dataclass
-class WeChatServices:
+class WeChatServices(PayoutServices, ContentSecurityServices):
     config: Config
     cfg: WeChatConfig
     mp: MiniProgramClient
@@ -112,7 +99,8 @@ class WeChatServices:
                     sandbox_state: Any = None) -> "WeChatServices":
         """One per process. Access tokens go to Redis when given (shared by every process)."""
         cfg = cfg or wechat_config(config)
-        store = RedisTokenStore(redis) if redis is not None else MemoryTokenStore()
+        store = (RedisTokenStore(redis, prefix=f"{config.redis_namespace}:wechat:token:") if redis is not None
+                 else MemoryTokenStore())
         return cls(config=config, cfg=cfg, mp=MiniProgramClient.from_config(cfg, store),
                    pay=PayClient.from_config(cfg), sandbox=sandbox_state)
 
@@ -145,6 +133,27 @@ class WeChatServices:
                 raise WeChatUnavailable() from exc
         return await login_or_register(end, openid, unionid=unionid, invite_code=invite_code, nickname=nickname)
 
+    # ---- invitations ------------------------------------------------------------------------------
+    async def invitation_code(self, end: str, scene: str, page: str, storage) -> bytes:
+        """The PNG of the Mini Program code for an invitation (wxacode.getUnlimited), made once per
+        (AppID, scene, page) and kept in the upload storage: the code never changes, and WeChat
+        limits how often it may be asked."""
+        import hashlib
+
+        appid = self.cfg.app(end).appid
+        key = "wxacode_" + hashlib.sha256(f"{appid}|{scene}|{page}".encode()).hexdigest()[:32]
+        cached = await storage.open_bytes(key)
+        if cached is not None:
+            return cached
+        try:
+            # check_path off outside the formal version: the page may not be published yet.
+            png = await self.mp.unlimited_code(end, scene, page, check_path=self.cfg.miniprogram_state == "formal")
+        except WeChatError as exc:
+            log.warning("Mini Program code for %s not made: %s", end, exc)
+            raise WeChatUnavailable() from exc
+        await storage.save(key, png)
+        return png
+
     # ---- recharges (SPEC §2 flow 1) ----------------------------------------------------------------
     async def start_recharge(self, user: User, amount_fen: int, request_id: str) -> dict[str, Any]:
         """Create (or find, for a repeated request_id) the recharge and its WeChat prepayment; return
@@ -153,7 +162,8 @@ class WeChatServices:
         if recharge.status != RechargeStatus.PENDING:
             raise RechargeNotPending(status=recharge.status.value, recharge_id=recharge.id)
         if recharge.expires_at <= clock.now():
-            raise RechargeNotPending("This recharge has expired; start a new one.", status="expired", recharge_id=recharge.id)
+            raise RechargeNotPending("This recharge has expired; start a new one.", zh="这笔充值已过期，请重新发起。",
+                                     status="expired", recharge_id=recharge.id)
         appid = self.cfg.app(End.PUBLISHER.value).appid
         prepay_id = recharge.prepay_id
         if not prepay_id:
@@ -168,7 +178,7 @@ class WeChatServices:
                 if exc.retryable:
                     raise WeChatUnavailable() from exc
                 log.error("prepay for recharge %s refused: %s", recharge.id, exc)
-                raise RechargeNotPending(f"WeChat Pay refused the payment ({exc.code}).", status=exc.code,
+                raise RechargeNotPending("WeChat Pay refused the payment ({status}).", zh="微信支付拒绝了这笔付款（{status}）。", status=exc.code,
                                          recharge_id=recharge.id) from exc
             except PayError as exc:
                 raise WeChatUnavailable() from exc
@@ -177,8 +187,9 @@ class WeChatServices:
             "recharge_id": recharge.id,
             "out_trade_no": recharge.out_trade_no,
             "amount_fen": recharge.amount_fen,
-            "expires_at": recharge.expires_at.isoformat(),
+            "expires_at": clock.iso_us(recharge.expires_at),
             "payment": self.pay.request_payment_params(appid, prepay_id),
+            "replayed": recharge.replayed,
         }
 
     async def handle_payment_notification(self, headers: Mapping[str, str], raw_body: bytes) -> tuple[int, dict | None]:
@@ -191,17 +202,9 @@ class WeChatServices:
         and is answered 204: WeChat would send the very same facts again, so a retry cannot help —
         it is logged as an error and audited (amount mismatch) for an operator instead.
         """
-        try:
-            note = self.pay.parse_notification(headers, raw_body)
-        except BadSignature as exc:
-            log.warning("payment notification refused: %s", exc)
-            return 401, _fail("signature verification failed")
-        except StaleNotification as exc:
-            log.warning("payment notification refused: %s", exc)
-            return 400, _fail("timestamp outside the allowed window")
-        except BadPayload as exc:
-            log.error("payment notification unreadable: %s", exc)
-            return 400, _fail("resource cannot be decrypted")
+        note, refusal = await read_notification(self.pay, headers, raw_body, "payment")
+        if refusal is not None:
+            return refusal
         tx = note["resource"]
         if note.get("event_type") != "TRANSACTION.SUCCESS" or tx.get("trade_state") != "SUCCESS":
             log.info("payment notification %s ignored: %s / %s", note.get("id"), note.get("event_type"), tx.get("trade_state"))
@@ -210,7 +213,7 @@ class WeChatServices:
             await self._credit_transaction(tx, source=f"notification {note.get('id')}")
         except Exception:  # noqa: BLE001 - the database failed: WeChat must try again
             log.exception("payment notification %s could not be recorded", note.get("id"))
-            return 500, _fail("temporarily unable to record the payment")
+            return 500, fail_answer("temporarily unable to record the payment")
         return 204, None
 
     async def _credit_transaction(self, tx: Mapping[str, Any], *, source: str) -> bool:
@@ -235,7 +238,7 @@ class WeChatServices:
         except RechargeNotFound:
             log.error("payment %s (%s) not credited: no such recharge", out_trade_no, source)
             return False
-        except AmountMismatch as exc:
+        except (AmountMismatch, TransactionIdReused) as exc:  # audited by the domain; an operator must look
             log.error("payment %s (%s) not credited: %s %s", out_trade_no, source, exc.message, exc.details)
             return False
         if credited:
@@ -265,7 +268,7 @@ class WeChatServices:
         try:
             tx = await self.pay.query_by_out_trade_no(r.out_trade_no)
         except PayApiError as exc:
-            if exc.code != "ORDER_NOT_EXIST":
+            if not exc.not_found:  # ORDER_NOT_EXIST / ORDERNOTEXIST; anything else: next round
                 raise
             tx = None  # the prepayment never reached WeChat
         if tx is not None and tx.get("trade_state") == "SUCCESS":
@@ -273,147 +276,17 @@ class WeChatServices:
             return
         if r.expires_at > now:
             return  # the user may still pay
-        if tx is not None and tx.get("trade_state") not in ("CLOSED", "REVOKED", "PAYERROR"):
+        if tx is not None and tx.get("trade_state") not in CLOSED_TRADE_STATES:
             try:
                 await self.pay.close(r.out_trade_no)
-            except PayApiError as exc:
-                if exc.code == "ORDERPAID":
-                    tx = await self.pay.query_by_out_trade_no(r.out_trade_no)
-                    if tx.get("trade_state") == "SUCCESS":
-                        await self._credit_transaction(tx, source="query after ORDERPAID")
+            except PayError as close_exc:
+                # Whatever the close answered (ORDERPAID, ORDER_CLOSED, a timeout ...), only a query
+                # says what the order is now: paid → credit; closed → close ours; else next round.
+                tx = await self.pay.query_by_out_trade_no(r.out_trade_no)
+                if tx.get("trade_state") == "SUCCESS":
+                    await self._credit_transaction(tx, source=f"query after close answered {close_exc}")
                     return
-                if exc.code not in ("ORDER_CLOSED", "ORDERCLOSED", "ORDER_NOT_EXIST"):
+                if tx.get("trade_state") not in CLOSED_TRADE_STATES:
                     raise
         if await recharge_rules.close(r.out_trade_no):
             log.info("recharge %s closed unpaid", r.id)
-
-    # ---- payouts (SPEC §2 flow 6) ----------------------------------------------------------------
-    async def start_payout(self, withdrawal: Withdrawal | int) -> Withdrawal:
-        """Create the WeChat transfer bill of an approved withdrawal ('paying').
-
-        Safe to call again: the bill is keyed by the withdrawal's out_bill_no, which WeChat (and the
-        sandbox) dedupes. Stores transfer_bill_no and package_info (the Mini Program needs it for
-        `wx.requestMerchantTransfer`). A bill WeChat refuses outright fails the payout (A returns to
-        the user); transient trouble leaves it 'paying' for check_payouts to retry."""
-        wid = withdrawal if isinstance(withdrawal, int) else withdrawal.id
-        w = await Withdrawal.get(id=wid)
-        if w.status != WithdrawalStatus.PAYING or not w.out_bill_no:
-            return w
-        user = await User.get(id=w.user_id)
-        amount = w.amount_fen - w.fee_fen
-        if amount >= TRANSFER_USER_NAME_REQUIRED_FEN:
-            # WeChat requires the payee's real name from 2000 CNY on, and we do not collect names.
-            return await self._fail_payout(w, "amount needs the payee's real name; pay by hand")
-        try:
-            bill = await self.pay.create_transfer_bill(
-                self.cfg.app(user.end.value).appid, w.out_bill_no, user.openid, amount, TRANSFER_REMARK,
-                notify_url=self.cfg.pay.transfer_notify_url)
-        except PayApiError as exc:
-            if exc.retryable or exc.code == "NOT_ENOUGH":
-                # NOT_ENOUGH: the merchant's operating account is short. Someone must top it up;
-                # the user's withdrawal stays 'paying' and is retried by check_payouts.
-                log.error("withdrawal %s: transfer not created yet (%s); will retry", w.id, exc)
-                return w
-            # A refusal — unless a bill already exists under this out_bill_no (e.g. created by an
-            # earlier call with other parameters): never fail locally what WeChat may still pay.
-            existing = await self._query_bill(w.out_bill_no)
-            if existing is None:
-                return await self._fail_payout(w, f"WeChat refused the transfer: {exc.code}")
-            bill = existing
-        except PayError as exc:  # timeout / connection: the bill may or may not exist; retry later
-            log.warning("withdrawal %s: transfer request failed (%s); will retry", w.id, exc)
-            return w
-        await Withdrawal.filter(id=w.id, status=WithdrawalStatus.PAYING).update(
-            transfer_bill_no=bill.get("transfer_bill_no"),
-            **({"package_info": bill["package_info"]} if bill.get("package_info") else {}))
-        return await self._apply_bill_state(w, bill)
-
-    async def _query_bill(self, out_bill_no: str) -> dict[str, Any] | None:
-        try:
-            return await self.pay.query_transfer_bill(out_bill_no)
-        except PayApiError as exc:
-            if exc.code in ("NOT_FOUND", "ORDER_NOT_EXIST"):
-                return None
-            raise
-
-    async def _apply_bill_state(self, w: Withdrawal, bill: Mapping[str, Any]) -> Withdrawal:
-        state = bill.get("state")
-        try:
-            if state == "SUCCESS":
-                return await withdrawal_rules.payout_succeeded(w.id, transfer_bill_no=bill.get("transfer_bill_no"))
-            if state in ("FAIL", "CANCELLED"):
-                return await self._fail_payout(w, f"transfer {state.lower()}: {bill.get('fail_reason') or ''}".strip(": "))
-        except AlreadyDecided:
-            pass  # a notification and the checker (or two notifications) raced; the first one won
-        return await Withdrawal.get(id=w.id)
-
-    async def _fail_payout(self, w: Withdrawal, reason: str) -> Withdrawal:
-        log.warning("withdrawal %s: payout failed: %s", w.id, reason)
-        try:
-            return await withdrawal_rules.payout_failed(w.id, reason=reason)
-        except AlreadyDecided:
-            return await Withdrawal.get(id=w.id)
-
-    async def handle_transfer_notification(self, headers: Mapping[str, str], raw_body: bytes) -> tuple[int, dict | None]:
-        """MCHTRANSFER.BILL.FINISHED → paid (SUCCESS) or returned (FAIL / CANCELLED) → 204.
-        Same answers as the payment callback; repeats are harmless (conditional transitions)."""
-        try:
-            note = self.pay.parse_notification(headers, raw_body)
-        except BadSignature as exc:
-            log.warning("transfer notification refused: %s", exc)
-            return 401, _fail("signature verification failed")
-        except StaleNotification as exc:
-            log.warning("transfer notification refused: %s", exc)
-            return 400, _fail("timestamp outside the allowed window")
-        except BadPayload as exc:
-            log.error("transfer notification unreadable: %s", exc)
-            return 400, _fail("resource cannot be decrypted")
-        bill = note["resource"]
-        try:
-            w = await Withdrawal.get_or_none(out_bill_no=str(bill.get("out_bill_no") or ""))
-            if w is None:
-                log.error("transfer notification %s for unknown bill %r", note.get("id"), bill.get("out_bill_no"))
-                return 204, None
-            if bill.get("mch_id", self.cfg.pay.mchid) != self.cfg.pay.mchid or (
-                    "transfer_amount" in bill and bill["transfer_amount"] != w.amount_fen - w.fee_fen):
-                log.error("transfer notification %s does not match withdrawal %s: %s", note.get("id"), w.id, bill)
-                return 204, None
-            if w.status == WithdrawalStatus.FAILED and bill.get("state") == "SUCCESS":
-                # We gave the money back, yet WeChat paid it: an operator must recover it by hand.
-                log.critical("withdrawal %s: WeChat reports SUCCESS after we failed it locally", w.id)
-            await self._apply_bill_state(w, bill)
-        except Exception:  # noqa: BLE001 - the database failed: WeChat must try again
-            log.exception("transfer notification %s could not be recorded", note.get("id"))
-            return 500, _fail("temporarily unable to record the transfer")
-        return 204, None
-
-    async def check_payouts(self, batch: int = PAYOUT_CHECK_BATCH) -> int:
-        """The payouts' sweeper.
-
-        1. 'paying' withdrawals with no transfer bill yet (the call after approve never happened,
-           failed or timed out) → start_payout (idempotent by out_bill_no).
-        2. 'paying' withdrawals with a bill, approved more than a few minutes ago → query the bill
-           and apply a final state (SUCCESS / FAIL / CANCELLED) the notification did not bring.
-        Returns how many withdrawals it looked at."""
-        now = clock.now()
-        unsent = await Withdrawal.filter(status=WithdrawalStatus.PAYING, transfer_bill_no=None).order_by("id").limit(batch)
-        stale = await Withdrawal.filter(
-            status=WithdrawalStatus.PAYING, transfer_bill_no__isnull=False,
-            decided_at__lte=now - dt.timedelta(seconds=PAYOUT_CHECK_AGE_S)).order_by("decided_at").limit(batch)
-        for w in unsent:
-            try:
-                await self.start_payout(w)
-            except Exception:  # noqa: BLE001
-                log.exception("withdrawal %s: start_payout failed; will retry next round", w.id)
-        for w in stale:
-            try:
-                bill = await self._query_bill(w.out_bill_no)
-                if bill is not None:
-                    await self._apply_bill_state(w, bill)
-            except Exception:  # noqa: BLE001
-                log.exception("withdrawal %s: payout check failed; will retry next round", w.id)
-        return len(unsent) + len(stale)
-
-
-def _fail(message: str) -> dict[str, str]:
-    return {"code": "FAIL", "message": message}

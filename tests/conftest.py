@@ -28,6 +28,7 @@ USE_POSTGRES = TEST_DATABASE_URL.startswith(("postgres://", "asyncpg://"))
 
 # Settings used by the tests: round numbers that make the arithmetic easy to check by hand.
 TEST_SETTINGS = dict(
+    referral_requires_first_order=0,  # the money tests state the base rule; tests/models/test_compliance.py turns it on
     min_unit_price_fen=100,
     max_unit_price_fen=100_000,
     max_quantity=1_000,
@@ -99,7 +100,10 @@ def database_template(tmp_path_factory):
 TABLES = (
     "postings", "journal_entries", "referral_rewards", "orders", "tasks", "withdrawals", "recharges",
     "accounts", "outbox", "audit_log", "market_settings", "uploads", "users",
-    "operators", "operator_login_throttle",
+    "reconciliation_runs", "reconciliation_differences", "ops_status",
+    "operators", "operator_login_throttle", "api_sessions", "operator_sessions", "push_sequence",
+    "user_records", "publisher_blocks",
+    "appeal_rules", "appeal_auto_decisions", "compliance_terms", "content_checks",
 )
 
 
@@ -110,10 +114,14 @@ async def database(database_template, tmp_path):
     from scheduler import sweeper
 
     sweeper._task_backoff.clear()  # ids restart with every test's empty tables
+    from scheduler import outbox as subscription_outbox
+
+    subscription_outbox.allow_rounds()  # a scheduler stopped by an earlier test asked its rounds to stop
     if USE_POSTGRES:
         url = f"{database_template}?maxsize=40"
         await Tortoise.init(config=db.tortoise_config(url))
         await db.conn().execute_script(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE")
+        await _forget_redis_keys_of(url)  # ids restart: an earlier test's rate limits and marks must not apply
     else:
         path = tmp_path / "test.sqlite3"
         shutil.copy(database_template, path)
@@ -134,6 +142,25 @@ async def database(database_template, tmp_path):
 
 
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+async def _forget_redis_keys_of(database_url: str) -> None:
+    """Delete the test Redis keys under the namespace server processes derive from `database_url`
+    (every PostgreSQL test shares one database, so one namespace: a test's users would otherwise
+    inherit the rate-limit counters of an earlier test's users with the same ids)."""
+    from redis import asyncio as redis_asyncio
+
+    from server.config import default_redis_namespace
+
+    r = redis_asyncio.from_url(TEST_REDIS_URL)
+    try:
+        keys = [k async for k in r.scan_iter(match=f"{default_redis_namespace(database_url)}:*", count=1000)]
+        if keys:
+            await r.delete(*keys)
+    except (OSError, redis_asyncio.RedisError):  # no Redis here: the tests that need one skip
+        pass
+    finally:
+        await r.aclose()
 
 
 async def connect_test_redis():

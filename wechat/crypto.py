@@ -32,6 +32,7 @@ __all__ = [
     "nonce", "generate_private_key_pem", "public_key_pem_of", "load_private_key", "load_public_key",
     "rsa_sign", "rsa_verify", "request_message", "response_message", "authorization_header",
     "parse_authorization", "aes_gcm_encrypt", "aes_gcm_decrypt", "rsa_oaep_encrypt", "rsa_oaep_decrypt",
+    "self_signed_certificate_pem", "certificate_serial", "certificate_validity", "normalize_serial",
 ]
 
 
@@ -149,3 +150,44 @@ def rsa_oaep_decrypt(private_key_pem: str, ciphertext_b64: str) -> str:
         padding.OAEP(mgf=padding.MGF1(hashes.SHA1()), algorithm=hashes.SHA1(), label=None),
     )
     return pt.decode()
+
+
+# ---- platform certificates (the older "平台证书" mode, before 微信支付公钥) ---------------------------
+
+def self_signed_certificate_pem(private_key_pem: str, common_name: str, days: int = 1825) -> str:
+    """An X.509 certificate for ``private_key_pem`` (the sandbox's stand-in platform certificate)."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    key = load_private_key(private_key_pem)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(days=1))
+            .not_valid_after(now + dt.timedelta(days=days)).sign(key, hashes.SHA256()))
+    return cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def normalize_serial(serial: str) -> str:
+    """Certificate serials travel as hex (Wechatpay-Serial, /v3/certificates' serial_no) in either
+    case and sometimes with leading zeros; compare them as numbers, written one way."""
+    try:
+        return format(int(serial, 16), "X")
+    except (TypeError, ValueError):
+        return serial
+
+
+def certificate_serial(cert_pem: str) -> str:
+    from cryptography import x509
+
+    return format(x509.load_pem_x509_certificate(cert_pem.encode()).serial_number, "X")
+
+
+def certificate_validity(cert_pem: str) -> tuple[float, float]:
+    """(not before, not after) as epoch seconds."""
+    from cryptography import x509
+
+    cert = x509.load_pem_x509_certificate(cert_pem.encode())
+    return cert.not_valid_before_utc.timestamp(), cert.not_valid_after_utc.timestamp()

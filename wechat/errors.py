@@ -45,6 +45,17 @@ class AccessTokenInvalid(WeChatError):
     """40001 / 42001 / 40014: the access token was rejected (handled internally by one refresh)."""
 
 
+class QuotaExhausted(WeChatError):
+    """45009: the AppID used up this API's daily quota. Nothing helps until the quota resets at
+    midnight (Beijing time), so it is not retryable; the client stops calling that API until then."""
+
+
+class TemplateDataInvalid(WeChatError):
+    """A subscription message that WeChat would refuse with 47003 (an empty value, a value that
+    breaks its keyword's rule, a field naming a value the payload lacks). Found before sending;
+    sending it again cannot help."""
+
+
 # ---- WeChat Pay API v3 ----------------------------------------------------------------------
 
 class PayError(WeChatIntegrationError):
@@ -58,8 +69,16 @@ class PayApiError(PayError):
     (``ORDERPAID``, ``NOT_ENOUGH``, ``PARAM_ERROR`` ...) will fail the same way again.
     """
 
-    TRANSIENT_CODES = frozenset({"SYSTEM_ERROR", "SYSTEMERROR", "FREQUENCY_LIMITED", "FREQUENCY_LIMIT_EXCEED",
-                                 "BANKERROR", "RATELIMIT_EXCEEDED"})
+    # API v3's transient codes: "系统异常，请使用相同参数稍后重新调用" (SYSTEM_ERROR), the bank's side
+    # (BANK_ERROR), rate limits. Anything else with a 4xx is WeChat's definite answer for this request.
+    TRANSIENT_CODES = frozenset({"SYSTEM_ERROR", "BANK_ERROR", "FREQUENCY_LIMITED", "FREQUENCY_LIMIT_EXCEED",
+                                 "RATELIMIT_EXCEEDED"})
+
+    # "No such order / bill", in every spelling the v3 APIs use: ORDER_NOT_EXIST (payments),
+    # ORDERNOTEXIST (the older documented spelling), NOT_FOUND (transfer bills). Judged by the code,
+    # never by a bare 404 status: a wrong pay_base also answers 404, and believing it would close
+    # recharges that were paid.
+    NOT_FOUND_CODES = frozenset({"ORDER_NOT_EXIST", "ORDERNOTEXIST", "NOT_FOUND", "RESOURCE_NOT_EXISTS"})
 
     def __init__(self, status: int, code: str, message: str):
         super().__init__(f"WeChat Pay {status} {code}: {message}")
@@ -70,6 +89,10 @@ class PayApiError(PayError):
     @property
     def retryable(self) -> bool:  # type: ignore[override]
         return self.status >= 500 or self.status == 429 or self.code in self.TRANSIENT_CODES
+
+    @property
+    def not_found(self) -> bool:
+        return self.code in self.NOT_FOUND_CODES
 
 
 class PayRetryableError(PayError):
@@ -85,6 +108,11 @@ class PayTimeout(PayRetryableError):
 
 class PayConnectionError(PayRetryableError):
     pass
+
+
+class StaleResponse(PayRetryableError):
+    """An answer whose Wechatpay-Timestamp is more than 5 minutes away from now: not believed (it
+    may be a replay). The request may have taken effect, so it is repeated later, as after a timeout."""
 
 
 class BadSignature(PayError):

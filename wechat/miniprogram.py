@@ -17,19 +17,22 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import datetime as dt
 import functools
-from typing import Any, Mapping
+import time
+from typing import Any, Callable, Mapping
 
 import requests
 from wechatpy import WeChatClient
 from wechatpy.exceptions import WeChatClientException
 
-from wechat.config import ENDS, WeChatConfig
-from wechat.errors import AccessTokenInvalid, InvalidCode, Retryable, UserRefused, WeChatError
+from wechat.config import CHINA_TZ, ENDS, WeChatConfig
+from wechat.errors import AccessTokenInvalid, InvalidCode, QuotaExhausted, Retryable, UserRefused, WeChatError
 from wechat.token_store import AccessTokenCache, MemoryTokenStore, TokenStore
 
 INVALID_CODE = frozenset({40029, 40163})
-RETRYABLE = frozenset({45011, -1, 45009})
+RETRYABLE = frozenset({45011, -1})  # per-minute rate limit, system busy
+DAILY_QUOTA = 45009  # the API's daily quota is used up: nothing helps before midnight (Beijing time)
 TOKEN_REJECTED = frozenset({40001, 42001, 40014})
 USER_REFUSED = 43101
 THREADS = 8  # cap on concurrent blocking wechatpy calls per process
@@ -55,8 +58,12 @@ class MiniProgramClient:
     """Both Mini Programs (``end`` is 'worker' or 'publisher'). One instance per process."""
 
     def __init__(self, cfg: WeChatConfig, store: TokenStore | None = None,
-                 executor: concurrent.futures.Executor | None = None):
+                 executor: concurrent.futures.Executor | None = None, *, clock: Callable[[], float] = time.time):
         self.cfg = cfg
+        self._clock = clock
+        # end -> the time (epoch s) before which subscribeMessage.send is not called again, after
+        # WeChat answered 45009 (daily quota used up): every call until midnight would fail the same.
+        self._send_quota_until: dict[str, float] = {}
         self._executor = executor or concurrent.futures.ThreadPoolExecutor(THREADS, thread_name_prefix="wechatpy")
         self._own_executor = executor is None
         self._clients = {end: _Client(cfg.app(end).appid, cfg.app(end).secret, cfg.api_base, cfg.http_timeout_s)
@@ -107,7 +114,12 @@ class MiniProgramClient:
         body = {"grant_type": "client_credential", "appid": app.appid, "secret": app.secret,
                 "force_refresh": force_refresh}
         # params=[] (not a dict) so wechatpy does not try to add a token to the token request itself.
-        result = await self._run(end, self._clients[end].post, "stable_token", data=body, params=[])
+        try:
+            result = await self._run(end, self._clients[end].post, "stable_token", data=body, params=[])
+        except QuotaExhausted as exc:
+            # Forced refreshes are limited to 20 a day. Not a reason to give up on sending: the
+            # token WeChat hands out renews by itself before it expires, so try again later.
+            raise Retryable(exc.errcode, f"stable_token: {exc.errmsg}") from exc
         return result["access_token"], int(result.get("expires_in", 7200))
 
     async def _with_token(self, end: str, call):
@@ -138,7 +150,14 @@ class MiniProgramClient:
             # The token goes in the URL, never the body (WeChat ignores it there).
             return self._clients[end].post("message/subscribe/send", params={"access_token": token}, data=body)
 
-        await self._with_token(end, call)
+        if self._send_quota_until.get(end, 0) > self._clock():
+            raise QuotaExhausted(DAILY_QUOTA, "subscribeMessage.send daily quota used up; not called again before "
+                                              "midnight Beijing time")
+        try:
+            await self._with_token(end, call)
+        except QuotaExhausted:
+            self._send_quota_until[end] = _next_beijing_midnight(self._clock())
+            raise
 
     async def send_event(self, end: str, event: str, openid: str, payload: Mapping[str, Any]) -> bool:
         """Render the configured template for (end, event) and send it.
@@ -150,6 +169,56 @@ class MiniProgramClient:
         page, data = template.render(payload)
         await self.send_subscribe_message(end, openid, template.template_id, data, page or None)
         return True
+
+    # ---- Mini Program codes (小程序码) -----------------------------------------------------------
+    async def unlimited_code(self, end: str, scene: str, page: str, *, width: int = 430, check_path: bool = True) -> bytes:
+        """wxacode.getUnlimited: the PNG of a Mini Program code that opens `page` with `scene`
+        (≤ 32 visible characters). WeChat answers the image, or JSON with an errcode."""
+        body = {"scene": scene, "page": page, "width": width, "check_path": check_path,
+                "env_version": {"developer": "develop", "trial": "trial"}.get(self.cfg.miniprogram_state, "release")}
+
+        def call(token: str):
+            # The wechatpy client's wxa.get_wxa_code_unlimited would fetch its own token; pass ours.
+            return self._clients[end].post("wxa/getwxacodeunlimit", api_base_url=self.cfg.api_base,
+                                           params={"access_token": token}, data=body)
+
+        result = await self._with_token(end, call)
+        content = getattr(result, "content", None)
+        if not isinstance(content, bytes) or not content.startswith(b"\x89PNG"):
+            raise WeChatError(None, "getwxacodeunlimit answered no PNG")
+        return content
+
+    # ---- content security (内容安全, issue 14 §4) -------------------------------------------------
+    async def msg_sec_check(self, end: str, openid: str, content: str, *, scene: int = 3, title: str | None = None) -> dict:
+        """security.msgSecCheck v2 on one text (scene 3: forum/posted content). Returns
+        `{"suggest": "pass"|"review"|"risky", "label": int, "trace_id": str}`; label 100 is normal."""
+        body: dict[str, Any] = {"content": content[:2500], "version": 2, "scene": scene, "openid": openid}
+        if title:
+            body["title"] = title
+
+        def call(token: str):
+            return self._clients[end].post("wxa/msg_sec_check", api_base_url=self.cfg.api_base,
+                                           params={"access_token": token}, data=body)
+
+        result = await self._with_token(end, call)
+        verdict = (result or {}).get("result") or {}
+        return {"suggest": str(verdict.get("suggest") or "review"), "label": int(verdict.get("label") or 0),
+                "trace_id": str((result or {}).get("trace_id") or "")}
+
+    async def media_check_async(self, end: str, openid: str, media_url: str, *, scene: int = 3) -> str:
+        """security.mediaCheckAsync v2 on an image (media_type 2): the verdict comes later, as the
+        message push event `wxa_media_check` (server/wechat_content.py); returns its trace_id."""
+        body = {"media_url": media_url, "media_type": 2, "version": 2, "scene": scene, "openid": openid}
+
+        def call(token: str):
+            return self._clients[end].post("wxa/media_check_async", api_base_url=self.cfg.api_base,
+                                           params={"access_token": token}, data=body)
+
+        result = await self._with_token(end, call)
+        trace_id = str((result or {}).get("trace_id") or "")
+        if not trace_id:
+            raise WeChatError(None, "media_check_async answered no trace_id")
+        return trace_id
 
     # ---- plumbing ------------------------------------------------------------------------------
     async def _run(self, end: str, fn, *args, **kwargs):
@@ -180,8 +249,16 @@ def _classify(exc: WeChatClientException) -> WeChatError:
         return InvalidCode(code, msg)
     if code in RETRYABLE:
         return Retryable(code, msg)
+    if code == DAILY_QUOTA:
+        return QuotaExhausted(code, msg)
     if code == USER_REFUSED:
         return UserRefused(code, msg)
     if code in TOKEN_REJECTED:
         return AccessTokenInvalid(code, msg)
     return WeChatError(code, msg)
+
+
+def _next_beijing_midnight(now_s: float) -> float:
+    """WeChat's daily quotas reset at 00:00 China time."""
+    today = dt.datetime.fromtimestamp(now_s, CHINA_TZ).date()
+    return dt.datetime.combine(today + dt.timedelta(days=1), dt.time(), CHINA_TZ).timestamp()

@@ -72,7 +72,7 @@ class Migration(migrations.Migration):
     operations = [
         ops.RunPython(add_checks, drop_checks),
         *(
-            ops.RunSQL(f"CREATE INDEX {name} ON {definition}", reverse_sql=f"DROP INDEX {name}")
+            ops.RunSQL(f"CREATE INDEX IF NOT EXISTS {name} ON {definition}", reverse_sql=f"DROP INDEX {name}")
             for name, definition in PARTIAL_INDEXES
         ),
     ]

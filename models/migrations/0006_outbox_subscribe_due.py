@@ -18,10 +18,10 @@ class Migration(migrations.Migration):
     operations = [
         ops.RunSQL(
             "DROP INDEX outbox_pending",
-            reverse_sql="CREATE INDEX outbox_pending ON outbox (next_attempt_at) WHERE status = 'pending'",
+            reverse_sql="CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (next_attempt_at) WHERE status = 'pending'",
         ),
         ops.RunSQL(
-            "CREATE INDEX outbox_subscribe_due ON outbox (next_attempt_at) WHERE channel = 'subscribe' AND status = 'pending'",
+            "CREATE INDEX IF NOT EXISTS outbox_subscribe_due ON outbox (next_attempt_at) WHERE channel = 'subscribe' AND status = 'pending'",
             reverse_sql="DROP INDEX outbox_subscribe_due",
         ),
     ]

@@ -26,6 +26,7 @@ ZH: dict[str, str] = {
     "Times in Asia/Shanghai. Amounts in yuan (¥).": "时间为北京时间（Asia/Shanghai），金额单位为元（¥）。",
     "Back to the dashboard": "返回仪表盘", "Forbidden": "无权限", "Not found": "未找到", "Not possible": "无法完成",
     "Only the owner may do this.": "只有所有者可以执行此操作。",
+    "Only the owner may change the rules and the prohibited terms.": "只有所有者可以修改申诉规则和禁止词。",
     "The form has expired or did not come from this panel (CSRF check failed). Reload the page and try again.":
         "表单已过期或并非来自本后台（CSRF 校验失败）。请刷新页面后重试。",
     "The form has expired; please try again.": "表单已过期，请重试。",
@@ -83,6 +84,18 @@ ZH: dict[str, str] = {
     "Minimum withdrawal": "最低提现金额", "Daily withdrawal cap per user": "每人每日提现上限",
     "Orders in progress per worker": "每个接单者同时进行的订单数", "Take window": "接单时限",
     "Task countdown (at most 10 minutes)": "做单倒计时（最长 10 分钟）", "Review window": "审核时限", "Appeal window": "申诉时限",
+    "Image storage per user (MB)": "每个用户的图片存储空间（MB）",
+    "Records: window (days)": "信誉记录：统计天数", "Records: minimum reviewed orders before rates are shown": "信誉记录：显示比率所需的最少已审核订单数",
+    "Worker limits: window (days)": "接单限制：统计天数", "Worker limits: abandons that pause taking (0 = off)": "接单限制：暂停接单的放弃次数（0 = 关闭）",
+    "Worker limits: lost appeals that pause taking (0 = off)": "接单限制：暂停接单的申诉失败次数（0 = 关闭）",
+    "Compliance: a prohibited term holds the task for an operator (1) or refuses the publish (0)":
+        "合规：命中违禁词时任务交人工审核（1）或直接拒绝发布（0）",
+    "Referral rewards only from an invitee's second completed order (1 = on, 0 = off)":
+        "邀请奖励从被邀请人第二笔完成的订单起计（1 = 开启，0 = 关闭）",
+    "Record": "信誉记录", "new": "新用户", "Approval rate": "通过率", "Rejection rate": "驳回率", "Auto-approve rate": "自动通过率",
+    "Appeals lost by the publisher": "发布者申诉败诉率", "Median review time": "审核时间中位数", "Orders (window)": "订单数（统计期内）",
+    "Completed / failed / abandoned": "完成 / 失败 / 放弃", "Appeals won / lost": "申诉胜 / 负", "Limited until": "限制接单至",
+    "Blocks made": "屏蔽的接单者", "Blocked by publishers": "被发布者屏蔽",
     "Someone else changed the settings meanwhile. The form now shows their values; check and save again.":
         "在此期间有人修改了设置。表单已显示最新数值，请核对后重新保存。",
     "This field is required.": "此项必填。", "Must not be negative.": "不能为负数。", "Not a number.": "不是有效数字。",
@@ -161,6 +174,11 @@ ZH: dict[str, str] = {
     "The password must be {a}–{b} characters long.": "密码长度须为 {a}–{b} 个字符。", "The password is too simple.": "密码过于简单。",
     "This username is taken.": "该用户名已被使用。", "3–32 characters: letters, digits, '_', '.', '-'.": "3–32 个字符：字母、数字、'_'、'.'、'-'。",
     "The role must be owner or operator.": "角色必须是所有者或操作员。",
+    "Change my password": "修改我的密码", "Current password": "当前密码", "Repeat the new password": "再次输入新密码",
+    "Your other sessions end; this one stays logged in.": "您的其他登录会话将结束，当前会话保持登录。",
+    "The two new passwords differ.": "两次输入的新密码不一致。", "The current password is wrong.": "当前密码错误。",
+    "The new password must differ from the current one.": "新密码不能与当前密码相同。",
+    "Your password is changed; your other sessions have ended.": "密码已修改，您的其他登录会话已结束。",
     "{n} s": "{n} 秒", "{m} min {s} s": "{m} 分 {s} 秒", "{h} h {m} min": "{h} 小时 {m} 分", "{d} d {h} h": "{d} 天 {h} 小时",
 }
 
@@ -181,14 +199,31 @@ DONE = {
     "operator_created": "Operator created.",
     "operator_updated": "Operator updated.",
     "password_set": "Password set; that operator's sessions have ended.",
+    "own_password_changed": "Your password is changed; your other sessions have ended.",
 }
 
 
+# Tests set this to a set: every key a page asked for that its language has no text for goes in it
+# (Chinese: any text not in ZH; English: a code-like key, e.g. "unit.yuan", not in EN).
+MISSES: set[tuple[str, str]] | None = None
+_CODE_LIKE = re.compile(r"^[a-z][a-z0-9]*([._][a-z0-9]+)+$")
+
+
+def _note_miss(lang: str, key: str, table: dict) -> None:
+    if MISSES is None or not key or key in table:
+        return
+    if lang == "zh" and re.search(r"[A-Za-z]", key):
+        MISSES.add((lang, key))
+    elif lang == "en" and _CODE_LIKE.match(key):
+        MISSES.add((lang, key))
+
+
 def translator(lang: str):
-    table = ZH if lang == "zh" else {}
+    table = ZH if lang == "zh" else EN
 
     def t(key, **params) -> str:
         key = "" if key is None else str(key)
+        _note_miss(lang, key, table)
         text = table.get(key, key)
         if params:
             try:
@@ -197,6 +232,7 @@ def translator(lang: str):
                 return text
         return text
 
+    t.lang = lang  # server/admin/wording.py speaks the page's language through it
     return t
 
 
@@ -277,4 +313,142 @@ def domain_message(lang: str, exc: DomainError) -> str:
     m = _PASSWORD_LEN.match(message)
     if m:
         return t("The password must be {a}–{b} characters long.", a=m[1], b=m[2])
+    if lang == "zh" and message not in ZH and hasattr(exc, "text"):
+        return exc.text("zh-CN")  # every domain error carries its own Chinese (models/errors.py)
     return t(message)
+
+
+ZH.update({  # the reconciliation room (server/admin/reconciliation.py, issue 15)
+    "Reconciliation": "对账", "{n} differences with WeChat Pay waiting": "{n} 条与微信支付的差异待处理",
+    "Nothing is changed automatically: fix the money elsewhere if needed, then close the difference with a note.":
+        "系统不会自动改动任何数据：如需更正资金请在别处操作（如手动调账），然后在此填写说明并关闭差异。",
+    "Bill day": "账单日", "found": "发现于", "Our books": "我方账目", "WeChat Pay": "微信支付", "Ours": "我方记录",
+    "WeChat reference": "微信单号", "Details": "详情", "Note": "说明", "Mark resolved": "标记为已处理",
+    "No differences waiting.": "没有待处理的差异。", "Recent runs": "最近的对账", "Result": "结果",
+    "Trade rows": "交易账单行数", "Fund rows": "资金账单行数", "New differences": "新差异", "Recently resolved": "最近处理",
+    "difference_resolved": "差异已标记为已处理。",
+    "payment_not_credited": "微信已收款但未入账", "credit_not_in_bill": "已入账但微信账单无此笔",
+    "amount_mismatch": "金额不一致", "refund_not_recorded": "微信有退款但我方无记录",
+    "payout_not_recorded": "微信已转账但我方未记为已打款", "payout_not_in_bill": "我方已打款但微信账单无此笔",
+    "transfer_stuck": "转账长时间未完成", "run_clean": "无差异", "run_differences": "有差异",
+    "run_waiting": "账单未出", "run_running": "进行中", "run_failed": "失败（稍后重试）",
+})
+
+
+ZH.update({  # issue 13 (admin-a): settings in minutes + seconds, conflicts, adjustments, filters, dashboard
+    "Seconds must be 0–59.": "秒数须为 0–59。", "{n} hours": "{n} 小时", "{n} minutes": "{n} 分钟", "minutes": "分钟",
+    "seconds": "秒", "s": "秒", "unit.seconds": "秒", "You typed: {v}": "您填写的是：{v}",
+    "Someone else changed the settings meanwhile. The form now shows their values; the fields marked differ from what you typed. Check and save again.":
+        "在此期间有人修改了设置。表单已显示最新数值，标出的项与您填写的不同。请核对后重新保存。",
+})
+ZH.update({
+    "An adjustment of {a} was already made to this customer at {at} by {by} ({r}). Is this a second one?":
+        "{at} 已由 {by} 给该客户调整过 {a}（{r}）。这是第二笔吗？",
+    "Yes, make a second adjustment": "是的，再调整一笔",
+})
+ZH.update({
+    "“{v}” is not an ID (a whole number such as 123).": "“{v}”不是 ID（应为整数，如 123）。",
+    "“{v}” is not a date (YYYY-MM-DD, e.g. 2026-03-31).": "“{v}”不是日期（格式 YYYY-MM-DD，如 2026-03-31）。",
+    "“{v}” is not one of: {choices}.": "“{v}”不是以下之一：{choices}。", "“To” is before “From”.": "“到”早于“从”。",
+    "These filters are not valid; nothing is listed until they are fixed:": "以下筛选条件无效，改正之前不显示列表：",
+    "There is no such page in the admin panel.": "管理后台没有这个页面。",
+    "This address is a form's: open the page the form is on.": "这是表单的提交地址，请打开表单所在的页面。",
+})
+ZH.update({"New password for {u}": "{u} 的新密码"})
+ZH.update({  # ledger memos and audit details (server/admin/wording.py)
+    "{n} referral rewards": "{n} 笔邀请奖励", "Merchant order {no}": "商户单号 {no}",
+    "Refund of untaken slots: the take window ended": "未接名额退款：接单时限已到",
+    "Refund of untaken slots: cancelled by the publisher": "未接名额退款：发单者取消",
+    "Refund: abandoned after the take window": "退款：接单时限后被放弃",
+    "Refund": "退款", "Paid to the worker": "付给接单者", "Worker inviter reward": "接单端邀请人奖励",
+    "Publisher inviter reward": "发单端邀请人奖励", "Held": "托管", "Expected": "应付", "Slots refunded": "退款名额",
+    "Journal entry": "记账凭证", "IP": "IP", "WeChat transaction": "微信支付单号", "Error": "错误", "Problems": "问题",
+    "Source": "来源",
+    "Minimum approval rate (basis points)": "最低通过率（基点）", "Minimum completed orders": "最少完成订单数",
+    "Held by the compliance gate": "合规审核暂扣原因", "Criterion": "验收标准",
+    "List exported": "导出的列表", "Filters": "筛选条件", "Rows": "行数", "Rows matching (the file was cut)": "符合条件的行数（文件已截断）",
+    "Only the first {n} rows were exported, of {total}.": "仅导出前 {n} 行，共 {total} 行",
+})
+
+
+ZH.update({  # audit actions and values that had no Chinese (issue 13: no raw keys in either language)
+    "action.operator.password_change": "修改自己的密码", "action.operator.throttled": "登录受限",
+    "action.recharge.amount_mismatch": "充值金额不符", "action.recharge.transaction_id_reused": "微信单号重复使用",
+    "action.withdrawal.return_held": "退回挂起的提现", "action.withdrawal.paid_by_hand": "挂起的提现已手动打款",
+    "action.withdrawal.payout_held": "打款挂起待处理", "action.withdrawal.payout_retry": "重试打款",
+    "action.withdrawal.payout_cancel": "取消打款", "action.withdrawal.bill_mismatch": "转账单不符",
+    "action.withdrawal.notification_mismatch": "转账通知不符", "action.withdrawal.paid_after_return": "退回后又到账",
+    "action.session.refresh_reused": "刷新令牌被重复使用（登录已全部失效）",
+    "action.user.logout": "退出登录", "action.export.csv": "导出 CSV",
+    "action.appeal_rule.update": "修改自动申诉规则", "action.appeal_rule.refuse_appeal": "自动规则：拒绝申诉",
+    "action.compliance.term_add": "添加禁止词", "action.compliance.term_disable": "停用禁止词",
+    "action.compliance.term_enable": "启用禁止词", "action.order.appeal_answer": "发单方答复申诉",
+    "action.order.force_complete": "操作员强制完成", "action.order.force_fail": "操作员强制失败",
+    "action.task.compliance_approve": "合规放行任务", "action.task.compliance_hold": "任务因合规待审",
+    "action.task.compliance_refuse": "合规拒绝任务（退回托管）", "action.withdrawal.payout_requery": "重新查询打款",
+    "action.worker.block": "拉黑接单方", "action.worker.unblock": "取消拉黑接单方",
+    "action.reconciliation.clean": "对账无差异", "action.reconciliation.differences": "对账发现差异",
+    "action.reconciliation.waiting": "对账单未出", "action.reconciliation.failed": "对账失败",
+    "action.reconciliation.running": "对账进行中", "action.reconciliation.resolve": "差异已处理",
+    "reconciliation": "对账", "reconciliation_difference": "对账差异", "escrow": "托管", "fees": "手续费",
+    "referral_payable": "待结邀请奖励", "wechatpay": "微信支付", "payouts": "打款", "adjustments": "调账",
+    "resolved": "已处理", "unit.duration": "秒",
+})
+
+# English for the code-like keys (Chinese is in ZH; plain English keys are their own English).
+EN: dict[str, str] = {
+    "in_progress": "in progress", "awaiting_review": "awaiting review", "referral_payable": "referral payable",
+    "unit.yuan": "fen", "unit.percent": "basis points", "unit.minutes": "s", "unit.seconds": "s", "unit.duration": "s", "unit.count": "",
+    "entry.recharge": "recharge", "entry.publish": "task published (held)", "entry.slot_refund": "untaken slots refunded",
+    "entry.order_complete": "order completed", "entry.order_fail": "order failed (refund)", "entry.referral_settle": "referral rewards paid",
+    "entry.withdraw_request": "withdrawal requested", "entry.withdraw_paid": "withdrawal paid", "entry.withdraw_returned": "withdrawal returned",
+    "entry.adjustment": "manual adjustment",
+    "event.approve": "approved by the publisher", "event.review_timeout": "auto-approved (review window ended)",
+    "event.accept_rejection": "worker accepted the rejection", "event.appeal_timeout": "appeal window ended: failed",
+    "event.arbitrate_worker": "arbitration: worker wins", "event.arbitrate_publisher": "arbitration: publisher wins",
+    "event.abandon": "abandoned by the worker", "event.countdown_end": "countdown ended",
+    "difference_resolved": "Difference marked as resolved.", "payment_not_credited": "paid at WeChat, not credited",
+    "credit_not_in_bill": "credited, not in WeChat's bill", "amount_mismatch": "amounts differ",
+    "refund_not_recorded": "refunded at WeChat, not recorded", "payout_not_recorded": "paid by WeChat, not marked paid",
+    "payout_not_in_bill": "marked paid, not in WeChat's bill", "reconciliation_difference": "reconciliation difference", "transfer_stuck": "transfer not finishing",
+    "run_clean": "no differences", "run_differences": "differences found", "run_waiting": "bill not ready",
+    "run_running": "running", "run_failed": "failed (retried later)",
+}
+ZH.setdefault("event.countdown_end", "倒计时结束")
+ZH.setdefault("refused", "已拒绝")  # a task the compliance gate refused (issue 14)
+for _key, _zh in list(ZH.items()):  # audit actions: "action.order.take" → "order: take"
+    if _key.startswith("action.") and _key not in EN:
+        _noun, _, _verb = _key[len("action."):].partition(".")
+        EN[_key] = f"{_noun.replace('_', ' ')}: {_verb.replace('_', ' ')}"
+ZH.update({  # dashboard (server/admin/trends.py)
+    "yesterday by now {v} ({c})": "昨日同期 {v}（{c}）", "compared with yesterday up to the same time": "与昨日同一时刻相比",
+    "Recharges": "充值", "payments": "笔", "Withdrawals paid": "已打款提现", "New users": "新用户",
+    "Scheduler jobs failing": "失败中的定时任务", "subscription messages given up": "订阅消息发送失败",
+    "Last 7 days": "最近 7 天", "Tasks by state": "各状态任务数", "Subscription messages given up": "订阅消息发送失败（已放弃）",
+    "Scheduler job failures (24 h)": "定时任务失败次数（24 小时）", "Scheduler jobs that failed": "失败过的定时任务",
+    "Job": "任务名", "Failures (24 h)": "失败次数（24 小时）", "Last failure": "最近失败", "failing": "失败中",
+    "recovered": "已恢复", "Message": "消息", "Orders completed": "完成订单",
+    "Money in and out": "资金流入与流出", "New users and completed orders": "新用户与完成订单",
+})
+_JOBS = {"sweep": ("timers (deadlines)", "定时器（到期处理）"), "settle_referrals": ("referral settlement", "邀请奖励结算"),
+         "ledger_audit": ("ledger audit", "账本核对"), "prune_outbox": ("outbox clean-up", "消息清理"),
+         "wechat_subscriptions": ("WeChat subscription messages", "微信订阅消息发送"),
+         "wechat_check_recharges": ("recharge check", "充值查单"), "wechat_check_payouts": ("payout check", "打款查单"),
+         "reconcile": ("reconciliation", "对账"), "overdue_transfers": ("overdue transfers", "超时转账检查"),
+         "heartbeat": ("scheduler heartbeat", "调度器心跳")}
+_MESSAGES = {"appeal_decided": ("appeal decided", "申诉结果通知"), "order_approved": ("order approved", "订单通过通知"),
+             "order_awaiting_review": ("order to review", "待审核通知"), "order_taken": ("order taken", "接单通知"),
+             "task_expired_refunded": ("task expired, refunded", "任务到期退款通知")}
+for _prefix, _table in (("job.", _JOBS), ("message.", _MESSAGES)):
+    for _k, (_en, _zh) in _table.items():
+        EN[_prefix + _k], ZH[_prefix + _k] = _en, _zh
+
+# The compliance room's own texts (issue 14); never re-word another room's.
+from server.admin import compliance_zh as _compliance_zh  # noqa: E402
+
+for _key, _zh in _compliance_zh.ZH.items():
+    ZH.setdefault(_key, _zh)
+for _key, (_en, _zh) in _compliance_zh.CODES.items():
+    EN.setdefault(_key, _en)
+    ZH.setdefault(_key, _zh)
+DONE.update(_compliance_zh.DONE)

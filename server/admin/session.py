@@ -1,21 +1,22 @@
 """Operator sessions and CSRF protection for the admin panel.
 
-Session: a cookie `<payload>.<signature>`, payload = base64url JSON {oid, ver, sid, exp}, signed
-with HMAC-SHA256 under a key derived from the app's secret (`app.ctx.secret_key`). HttpOnly (no
-script can read it), SameSite=Strict (never sent by another site's page), Secure when served over
-HTTPS or in production, scoped to /admin, expiring after SESSION_TTL_S. Every request re-reads the
-operator row: a deactivated operator or one whose password changed (`session_version` bumped) is
-logged out at once.
+Session: a row in `operator_sessions` (models/sessions.py) per login, and a cookie
+`<kid>.<payload>.<mac>` signed with the panel's own key (`server/keys.py`, purpose
+"admin.session"), payload = base64url JSON {sid, exp}. The cookie is HttpOnly (no script can read
+it), SameSite=Strict (never sent by another site's page), Secure when served over HTTPS or in
+production, scoped to /admin, expiring with its row after 12 hours. Every request re-reads the
+row and the operator: logging out revokes the row, so a copied cookie stops working at once; a
+deactivated operator, or one whose password changed elsewhere, is logged out at once too.
 
-CSRF: every form carries a token bound to the session (HMAC of the session's random `sid`), checked
-on every POST before anything else runs. The login form, which has no session yet, uses a
-double-submit cookie instead (a random value in a cookie and in the form, which must match).
+CSRF: every form carries a token bound to the session (a MAC of its random `sid` under the
+"admin.csrf" key), checked on every POST before anything else runs. The login form, which has no
+session yet, uses a double-submit cookie instead (a random value in a cookie and in the form,
+which must match).
 """
 
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 import json
 import secrets
@@ -23,16 +24,13 @@ import time
 
 from sanic.request import Request
 
+from models import sessions
 from models.operators import Operator
 
 SESSION_COOKIE = "market_admin"
 LOGIN_CSRF_COOKIE = "market_admin_login"
-SESSION_TTL_S = 12 * 3600  # one working day; then log in again
+SESSION_TTL_S = sessions.OPERATOR_SESSION_TTL_S  # one working day; then log in again
 COOKIE_PATH = "/admin"
-
-
-def _key(request: Request, purpose: str) -> bytes:
-    return hmac.new(request.app.ctx.secret_key.encode(), f"admin:{purpose}".encode(), hashlib.sha256).digest()
 
 
 def _b64(data: bytes) -> str:
@@ -43,42 +41,50 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def _sign(request: Request, payload: str) -> str:
-    return _b64(hmac.new(_key(request, "session"), payload.encode(), hashlib.sha256).digest())
-
-
-def issue(request: Request, op: Operator, ttl_s: int = SESSION_TTL_S) -> str:
-    claims = {"oid": op.id, "ver": op.session_version, "sid": secrets.token_urlsafe(16), "exp": int(time.time()) + ttl_s}
-    payload = _b64(json.dumps(claims, separators=(",", ":")).encode())
-    return f"{payload}.{_sign(request, payload)}"
+async def issue(request: Request, op: Operator, address: str = "", ttl_s: int = SESSION_TTL_S) -> str:
+    """Open a session for `op` and return its cookie value."""
+    sid, _ = await sessions.open_operator_session(op.id, address, ttl_s)
+    claims = {"sid": sid, "exp": int(time.time()) + ttl_s}
+    return request.app.ctx.keys.sign("admin.session", _b64(json.dumps(claims, separators=(",", ":")).encode()))
 
 
 def read(request: Request) -> dict | None:
-    """The claims of a valid, unexpired session cookie, else None."""
+    """The claims of a cookie this server signed and that has not expired, else None (the row is
+    checked by `current_operator`)."""
     raw = request.cookies.get(SESSION_COOKIE)
-    if not raw or len(raw) > 1024 or "." not in raw:
+    if not raw or len(raw) > 1024:
         return None
-    payload, sig = raw.rsplit(".", 1)
-    if not hmac.compare_digest(sig, _sign(request, payload)):
+    payload = request.app.ctx.keys.verify("admin.session", raw)
+    if payload is None:
         return None
     try:
         claims = json.loads(_unb64(payload))
     except (ValueError, UnicodeDecodeError):
         return None
-    if not isinstance(claims, dict) or not {"oid", "ver", "sid", "exp"} <= set(claims) or claims["exp"] < time.time():
+    if not isinstance(claims, dict) or not isinstance(claims.get("sid"), str) or not isinstance(claims.get("exp"), int):
         return None
-    return claims
+    return claims if claims["exp"] >= time.time() else None
 
 
 async def current_operator(request: Request) -> Operator | None:
     claims = read(request)
     if claims is None:
         return None
-    op = await Operator.get_or_none(id=claims["oid"])
-    if op is None or not op.active or op.session_version != claims["ver"]:
+    row = await sessions.live_operator_session(claims["sid"])
+    if row is None:
+        return None
+    op = await Operator.get_or_none(id=row.operator_id)
+    if op is None or not op.active:
         return None
     request.ctx.admin_sid = claims["sid"]
     return op
+
+
+async def end(request: Request) -> None:
+    """Log out: the session's row is revoked, whoever holds a copy of the cookie."""
+    sid = getattr(request.ctx, "admin_sid", None) or (read(request) or {}).get("sid")
+    if sid:
+        await sessions.end_operator_session(sid)
 
 
 def secure_cookies(request: Request) -> bool:
@@ -92,8 +98,15 @@ def set_session_cookie(request: Request, response, token: str) -> None:
     )
 
 
-def clear_session_cookie(response) -> None:
-    response.delete_cookie(SESSION_COOKIE, path=COOKIE_PATH)
+def clear_cookie(request: Request, response, name: str) -> None:
+    """Delete a cookie with the attributes it was set with: a deleting cookie marked Secure on
+    plain http is ignored by browsers (Sanic's delete_cookie marks it Secure by default)."""
+    response.add_cookie(name, "", path=COOKIE_PATH, httponly=True, samesite="Strict",
+                        secure=secure_cookies(request), max_age=0)
+
+
+def clear_session_cookie(request: Request, response) -> None:
+    clear_cookie(request, response, SESSION_COOKIE)
 
 
 # --- CSRF ------------------------------------------------------------------------------------------
@@ -101,13 +114,13 @@ def csrf_token(request: Request) -> str:
     sid = getattr(request.ctx, "admin_sid", None)
     if not sid:
         return ""
-    return _b64(hmac.new(_key(request, "csrf"), sid.encode(), hashlib.sha256).digest())
+    return request.app.ctx.keys.tag("admin.csrf", sid)
 
 
 def csrf_ok(request: Request) -> bool:
+    sid = getattr(request.ctx, "admin_sid", None)
     sent = (request.form.get("csrf") if request.form else None) or request.headers.get("x-csrf-token") or ""
-    expected = csrf_token(request)
-    return bool(expected) and hmac.compare_digest(sent.encode(), expected.encode())
+    return bool(sid) and request.app.ctx.keys.check_tag("admin.csrf", sid, sent)
 
 
 def login_csrf(request: Request) -> str:

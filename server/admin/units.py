@@ -124,7 +124,7 @@ def parse_count(text: str | None) -> int:
 def parse_id(text: str | None) -> int | None:
     """An optional positive id from a query string: None when empty or not a number."""
     text = (text or "").strip().lstrip("#")
-    if not text.isdigit() or len(text) > 18:
+    if not (text.isascii() and text.isdigit()) or len(text) > 18:
         return None
     return int(text)
 

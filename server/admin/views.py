@@ -11,7 +11,6 @@ handler lets a domain error become a 500.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import uuid
 from functools import wraps
@@ -20,24 +19,31 @@ from urllib.parse import quote, urlencode
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, empty, json, raw, redirect
 from sanic_ext import render
-from tortoise.expressions import Q
 from tortoise.functions import Count, Sum
 
 from models import audit, clock, ledger, orders, users, withdrawals
-from models import settings as market_settings
 from models.audit import AuditLog
+from models import settings as market_settings
 from models.errors import DomainError, InvalidInput, InvalidSettings
 from models.ledger import Posting
 from models.operators import BadCredentials, LoginLocked, Operator, Role
 from models import operators as operator_rules
 from models.orders import Order, OrderStatus
 from models.referrals import ReferralReward
-from models.tasks import Task, TaskStatus
+from models.tasks import Task
 from models.uploads import Upload
-from models.users import User
+from models.users import End, User
 from models.withdrawals import Withdrawal, WithdrawalStatus
-from server.admin import dashboard, i18n, session, units
+from server.admin import adjustments, dashboard, filters, i18n, session, trends, units
+from server.admin import settings_form as settings_form_module
+from server.admin.settings_form import SETTINGS_FORM  # noqa: F401  (tests read it from here)
 from server.admin.templating import ENV, STATIC
+from server.admin import wording
+
+# ledger memos, audit details, a stored setting in words: "8 秒", "30 分钟" (issue 13)
+ENV.globals.update(memo=wording.memo, details=wording.details,
+                   setting=lambda t, name, value: settings_form_module.describe(t.lang, name, value))
+from server.ratelimit import client_address
 
 log = logging.getLogger("market.admin")
 
@@ -47,30 +53,6 @@ bp.static("/static", str(STATIC), name="admin_static")
 PAGE_SIZE = 50
 LEDGER_ROWS = 50
 QUEUE_LIMIT = 30
-RECENT_LEDGER = 8
-
-# Every market setting as people see it: (field, unit, label). Units: yuan ↔ fen, percent ↔ bp,
-# minutes ↔ seconds, count as is. The order is the order of the form.
-SETTINGS_FORM = (
-    ("min_unit_price_fen", "yuan", "Minimum unit price"),
-    ("max_unit_price_fen", "yuan", "Maximum unit price"),
-    ("max_quantity", "count", "Maximum slots per task"),
-    ("publish_fee_bp", "percent", "Publishing fee"),
-    ("worker_invite_bp", "percent", "Worker inviter reward (of the unit price)"),
-    ("publisher_invite_bp", "percent", "Publisher inviter reward (of the fee)"),
-    ("withdraw_fee_bp", "percent", "Withdrawal fee"),
-    ("min_withdraw_fen", "yuan", "Minimum withdrawal"),
-    ("daily_withdraw_cap_fen", "yuan", "Daily withdrawal cap per user"),
-    ("max_orders_in_progress", "count", "Orders in progress per worker"),
-    ("take_window_s", "minutes", "Take window"),
-    ("countdown_s", "minutes", "Task countdown (at most 10 minutes)"),
-    ("review_window_s", "minutes", "Review window"),
-    ("appeal_window_s", "minutes", "Appeal window"),
-)
-_PARSE = {"yuan": units.parse_yuan, "percent": units.parse_percent, "minutes": units.parse_minutes, "count": units.parse_count}
-_SHOW = {"yuan": units.yuan_plain, "percent": units.percent_plain, "minutes": units.minutes_plain, "count": str}
-UNIT_LABEL = {"yuan": "¥", "percent": "%", "minutes": "min", "count": ""}
-
 
 # --- plumbing --------------------------------------------------------------------------------------
 def lang_of(request: Request) -> str:
@@ -93,8 +75,29 @@ async def show(request: Request, template: str, status: int = 200, **context) ->
         path=request.path,
         done=i18n.DONE.get(done) if done else None,
         now=clock.now(),
+        lang_switch=_lang_switch(request, "en" if lang == "zh" else "zh"),
     )
+    context.setdefault("filter_errors", {})  # the list pages' bad filters (server/admin/filters.py)
+    context.setdefault("filter_labels", filters.LABELS)
     return await render(template, status=status, context=context, app=request.app, environment=ENV)
+
+
+def _lang_switch(request: Request, other: str) -> str:
+    """The same page in the other language, with its filters (a form's answer to a POST: the page
+    the form was on)."""
+    path, args = request.path, [(k, v) for k, vs in request.args.items() if k not in ("lang", "done") for v in vs]
+    if request.method != "GET":
+        referer = request.headers.get("referer", "")
+        host = request.headers.get("host", "")
+        prefix = f"{request.scheme}://{host}" if host else ""
+        target = referer[len(prefix):] if prefix and referer.startswith(prefix) else ""
+        path, _, query = target.partition("?")
+        if not path.startswith("/admin"):
+            path, query = "/admin", ""
+        from urllib.parse import parse_qsl
+
+        args = [(k, v) for k, v in parse_qsl(query) if k not in ("lang", "done")]
+    return f"{path}?{urlencode(args + [('lang', other)])}"
 
 
 def page(owner_only: bool = False):
@@ -138,13 +141,26 @@ def back(path: str, done: str) -> HTTPResponse:
 
 
 def field_errors(lang: str, exc: DomainError) -> dict[str, str]:
-    """{field: translated reason} from a domain error (InvalidInput names its field)."""
+    """{field: translated reason} from a domain error (InvalidInput names its fields)."""
     details = getattr(exc, "details", {}) or {}
-    if "fields" in details:
-        return {k: i18n.reason(lang, v) for k, v in details["fields"].items()}
-    if "field" in details:
-        return {details["field"]: i18n.domain_message(lang, exc)}
+    if isinstance(exc, InvalidSettings):
+        return {k: i18n.reason(lang, v) for k, v in details.get("fields", {}).items()}
+    if isinstance(exc, InvalidInput):
+        fields = details["fields"]
+        if len(fields) == 1:  # the domain's one-field raises: the message is the reason
+            return {next(iter(fields)): i18n.domain_message(lang, exc)}
+        return {k: i18n.reason(lang, v) for k, v in fields.items()}
     return {"_": i18n.domain_message(lang, exc)}
+
+
+@bp.exception(InvalidInput)
+async def refused_input(request: Request, exc: InvalidInput):
+    """Input refused before any handler ran (server/inputs.py: a control character in a form field
+    or a query parameter): the error page, or JSON for the dashboard's poll."""
+    if request.path.endswith(".json"):
+        return json({"error": exc.to_dict()}, status=400)
+    return await show(request, "error.html", status=400, title="Not possible", message=i18n.domain_message(lang_of(request), exc),
+                      code=exc.code)
 
 
 @bp.on_response
@@ -196,7 +212,7 @@ async def login_submit(request: Request):
     if not session.login_csrf_ok(request):
         return await _login_page(request, 403, t("The form has expired; please try again."))
     username = form_value(request, "username", 64)
-    ip = request.remote_addr or request.ip or "unknown"
+    ip = client_address(request)
     try:
         op = await operator_rules.login(username, form_value(request, "password", 300) if request.form else "", ip=ip)
     except LoginLocked as exc:
@@ -207,17 +223,50 @@ async def login_submit(request: Request):
     except BadCredentials:
         return await _login_page(request, 401, t("Wrong username or password."), username)
     response = redirect(_safe_next(form_value(request, "next", 500)), status=303)
-    session.set_session_cookie(request, response, session.issue(request, op))
-    response.delete_cookie(session.LOGIN_CSRF_COOKIE, path=session.COOKIE_PATH)
+    session.set_session_cookie(request, response, await session.issue(request, op, ip))
+    session.clear_cookie(request, response, session.LOGIN_CSRF_COOKIE)
     return response
 
 
 @bp.post("/logout")
 @page()
 async def logout(request: Request, op: Operator):
+    await session.end(request)  # on the server: a copy of the cookie stops working too
     response = redirect("/admin/login", status=303)
-    session.clear_session_cookie(response)
+    session.clear_session_cookie(request, response)
     return response
+
+
+@bp.get("/password")
+@page()
+async def password_form(request: Request, op: Operator):
+    return await show(request, "password.html", errors={})
+
+
+@bp.post("/password")
+@page()
+async def password_submit(request: Request, op: Operator):
+    """An operator changes their own password: the current one is checked (throttled like a
+    login), the change is audited, and every other session of theirs ends; this one stays."""
+    lang = lang_of(request)
+    t = i18n.translator(lang)
+    new = form_value(request, "new_password", 300)
+    if new != form_value(request, "repeat_password", 300):
+        return await show(request, "password.html", status=400, errors={"repeat_password": t("The two new passwords differ.")})
+    try:
+        await operator_rules.change_own_password(op.id, form_value(request, "current_password", 300), new,
+                                                 keep_session=request.ctx.admin_sid, ip=client_address(request))
+    except LoginLocked as exc:
+        minutes = max(1, (exc.retry_after_s + 59) // 60)
+        response = await show(request, "password.html", status=429,
+                              errors={"current_password": t("Too many failed logins. Try again in {m} minutes.", m=minutes)})
+        response.headers["Retry-After"] = str(exc.retry_after_s)
+        return response
+    except BadCredentials:
+        return await show(request, "password.html", status=400, errors={"current_password": t("The current password is wrong.")})
+    except InvalidInput as exc:
+        return await show(request, "password.html", status=400, errors={"new_password": i18n.domain_message(lang, exc)})
+    return back("/admin/password", "own_password_changed")
 
 
 # --- dashboard -------------------------------------------------------------------------------------
@@ -228,11 +277,19 @@ def _audit_cache(request: Request) -> dashboard.AuditCache:
     return cache
 
 
+async def _trends(request: Request) -> dict:
+    cache = getattr(request.app.ctx, "admin_trends", None)
+    if cache is None:
+        cache = request.app.ctx.admin_trends = trends.Cache()
+    return await cache.get()
+
+
 def _dashboard_values(lang: str, snap: dict) -> dict[str, str]:
     """Every figure as the text shown in its [data-k] element (so the poll needs no formatting)."""
     t = i18n.translator(lang)
     v: dict[str, str] = {f"orders.{k}": str(n) for k, n in snap["orders"].items()}
-    for key in ("open_tasks", "open_slots", "completed_n", "appeals", "withdrawals_pending", "withdrawals_paying", "outbox_pending", "outbox_failed"):
+    for key in ("open_tasks", "open_slots", "completed_n", "appeals", "withdrawals_pending", "withdrawals_paying", "outbox_pending", "outbox_failed",
+                "withdrawals_held", "payouts_not_recorded"):
         v[key] = str(snap[key])
     for key in ("published_fen", "completed_fen", "refunded_fen", "fees_today_fen", "fees_total_fen", "referral_today_fen",
                 "referral_total_fen", "withdrawals_pending_fen"):
@@ -252,7 +309,9 @@ def _dashboard_values(lang: str, snap: dict) -> dict[str, str]:
 async def home(request: Request, op: Operator):
     snap = await dashboard.snapshot(_audit_cache(request))
     lang = lang_of(request)
-    return await show(request, "dashboard.html", snap=snap, v=_dashboard_values(lang, snap), states=[s.value for s in OrderStatus])
+    t, tr = i18n.translator(lang), await _trends(request)
+    return await show(request, "dashboard.html", snap=snap, v=_dashboard_values(lang, snap) | trends.values(t, tr),
+                      states=[s.value for s in OrderStatus], tr=tr, charts=trends.charts(t, tr), task_states=list(tr["tasks"]))
 
 
 @bp.get("/dashboard.json")
@@ -260,66 +319,25 @@ async def home(request: Request, op: Operator):
 async def dashboard_json(request: Request, op: Operator):
     snap = await dashboard.snapshot(_audit_cache(request))
     lang = lang_of(request)
-    return json({"values": _dashboard_values(lang, snap), "audit_ok": snap["audit_ok"],
+    tr = await _trends(request)
+    return json({"values": _dashboard_values(lang, snap) | trends.values(i18n.translator(lang), tr), "audit_ok": snap["audit_ok"],
                  "alerts": {"timer_lag": snap["timer_lag_s"] > 10, "outbox_failed": snap["outbox_failed"] > 0,
-                            "audit": snap["audit_ok"] is False}})
+                            "audit": snap["audit_ok"] is False, "jobs": any(j["failing"] for j in tr["jobs"]),
+                            "subscribe_failed": tr["subscribe_failed"] > 0, "withdrawals_held": snap["withdrawals_held"] > 0,
+                            "payouts_not_recorded": snap["payouts_not_recorded"] > 0}})
 
 
-# --- settings --------------------------------------------------------------------------------------
-async def _settings_page(request: Request, *, values: dict[str, str] | None = None, errors: dict[str, str] | None = None,
-                         status: int = 200, version: int | None = None) -> HTTPResponse:
-    current = await market_settings.current()
-    row = await market_settings.SettingsRow.get(id=1)
-    shown = {name: _SHOW[unit](getattr(current, name)) for name, unit, _ in SETTINGS_FORM}
-    if values:
-        shown.update(values)
-    return await show(
-        request, "settings.html", status=status, fields=SETTINGS_FORM, shown=shown, errors=errors or {},
-        unit_label=UNIT_LABEL, version=version if version is not None else row.version, updated_at=row.updated_at,
-        stored={name: getattr(current, name) for name, _, _ in SETTINGS_FORM},
-    )
-
-
+# --- settings (server/admin/settings_form.py) -------------------------------------------------------
 @bp.get("/settings")
 @page(owner_only=True)
 async def settings_form(request: Request, op: Operator):
-    market_settings.invalidate_cache()
-    return await _settings_page(request)
+    return await settings_form_module.settings_page(request)
 
 
 @bp.post("/settings")
 @page(owner_only=True)
 async def settings_submit(request: Request, op: Operator):
-    lang = lang_of(request)
-    t = i18n.translator(lang)
-    market_settings.invalidate_cache()
-    current = await market_settings.current()
-    submitted = {name: form_value(request, name, 40) for name, _, _ in SETTINGS_FORM}
-    errors: dict[str, str] = {}
-    changes: dict[str, int] = {}
-    for name, unit, _ in SETTINGS_FORM:
-        try:
-            value = _PARSE[unit](submitted[name])
-        except units.FieldError as exc:
-            errors[name] = t(exc.message, **exc.params)
-            continue
-        if value != getattr(current, name):
-            changes[name] = value
-    row = await market_settings.SettingsRow.get(id=1)
-    if form_value(request, "version") != str(row.version):
-        return await _settings_page(request, values=submitted, status=409,
-                                    errors={"_": t("Someone else changed the settings meanwhile. The form now shows their values; check and save again.")} | errors)
-    if errors:
-        return await _settings_page(request, values=submitted, errors=errors, status=400)
-    if not changes:
-        return back("/admin/settings", "nothing_changed")
-    try:
-        await market_settings.update(changes, operator_id=op.id)
-    except InvalidSettings as exc:
-        return await _settings_page(request, values=submitted, errors=field_errors(lang, exc), status=400)
-    except DomainError as exc:  # Conflict: changed by someone else between our read and write
-        return await _settings_page(request, errors={"_": i18n.domain_message(lang, exc)}, status=409)
-    return back("/admin/settings", "settings_saved")
+    return await settings_form_module.submit(request, op)
 
 
 # --- uploads (proofs, evidence, attachments) -------------------------------------------------------
@@ -336,13 +354,11 @@ async def upload(request: Request, op: Operator, ref: str):
 
 
 # --- appeals ---------------------------------------------------------------------------------------
-async def _appeals_page(request: Request, *, errors: dict[int, dict[str, str]] | None = None,
-                        notes: dict[int, str] | None = None, status: int = 200) -> HTTPResponse:
-    queue = await Order.filter(status=OrderStatus.APPEALING).order_by("appealed_at", "id").limit(QUEUE_LIMIT).prefetch_related("task")
-    total = await Order.filter(status=OrderStatus.APPEALING).count()
-    people = await _users({o.worker_id for o in queue} | {o.publisher_id for o in queue})
-    return await show(request, "appeals.html", status=status, queue=queue, total=total, people=people,
-                      errors=errors or {}, notes=notes or {})
+async def _appeals_page(request: Request, **kw) -> HTTPResponse:
+    """The queue with each side's track record (server/admin/appeal_records.py)."""
+    from server.admin.appeal_records import appeals_page
+
+    return await appeals_page(request, **kw)
 
 
 @bp.get("/appeals")
@@ -351,7 +367,7 @@ async def appeals(request: Request, op: Operator):
     return await _appeals_page(request)
 
 
-@bp.post("/appeals/<order_id:int>/decide")
+@bp.post("/appeals/<order_id:int>/decide", ctx_multiline=("note",))  # a textarea: newlines are text (server/inputs.py)
 @page()
 async def decide_appeal(request: Request, op: Operator, order_id: int):
     lang = lang_of(request)
@@ -376,13 +392,6 @@ async def decide_appeal(request: Request, op: Operator, order_id: int):
 
 
 # --- withdrawals -----------------------------------------------------------------------------------
-async def _recent_ledger(user_ids: set[int], per_user: int = RECENT_LEDGER) -> dict[int, list[dict]]:
-    out: dict[int, list[dict]] = {}
-    for uid in user_ids:
-        out[uid] = await _ledger_rows(uid, per_user)
-    return out
-
-
 async def _ledger_rows(user_id: int, limit: int, before: int | None = None) -> list[dict]:
     qs = Posting.filter(account__user_id=user_id)
     if before:
@@ -398,26 +407,11 @@ async def _users(ids: set[int]) -> dict[int, User]:
     return {u.id: u for u in await User.filter(id__in=ids)} if ids else {}
 
 
-async def _withdrawals_page(request: Request, *, errors: dict[int, dict[str, str]] | None = None,
-                            values: dict[int, dict[str, str]] | None = None, status: int = 200) -> HTTPResponse:
-    pending = await Withdrawal.filter(status=WithdrawalStatus.PENDING).order_by("id").limit(QUEUE_LIMIT)
-    total = await Withdrawal.filter(status=WithdrawalStatus.PENDING).count()
-    paying = await Withdrawal.filter(status=WithdrawalStatus.PAYING).order_by("id").limit(QUEUE_LIMIT)
-    recent = await Withdrawal.filter(status__in=[WithdrawalStatus.PAID, WithdrawalStatus.REJECTED, WithdrawalStatus.FAILED]).order_by("-finished_at", "-id").limit(20)
-    ids = {w.user_id for w in [*pending, *paying, *recent]}
-    people = await _users(ids)
-    balances = {uid: await ledger.user_balances(uid) for uid in {w.user_id for w in pending}}
-    recent_ledger = await _recent_ledger({w.user_id for w in pending})
-    operators = {o.id: o.username for o in await Operator.all()}
-    return await show(request, "withdrawals.html", status=status, pending=pending, total=total, paying=paying, recent=recent,
-                      people=people, balances=balances, ledger_rows=recent_ledger, errors=errors or {}, values=values or {},
-                      operators=operators)
+async def _withdrawals_page(request: Request, **kw) -> HTTPResponse:
+    """The queue (server/admin/withdrawal_queue.py), with a refused decision's reason beside its row."""
+    from server.admin.withdrawal_queue import withdrawals_page
 
-
-@bp.get("/withdrawals")
-@page()
-async def withdrawals_queue(request: Request, op: Operator):
-    return await _withdrawals_page(request)
+    return await withdrawals_page(request, **kw)
 
 
 async def _withdrawal_failed(request: Request, wid: int, exc: DomainError, values: dict[str, str]) -> HTTPResponse:
@@ -476,29 +470,14 @@ async def reject_withdrawal(request: Request, op: Operator, wid: int):
 
 
 # --- customers -------------------------------------------------------------------------------------
-@bp.get("/customers")
-@page()
-async def customers(request: Request, op: Operator):
-    q = (request.args.get("q") or "").strip()[:64]
-    results: list[User] = []
-    if q:
-        cond = Q(invite_code=q.upper())
-        if len(q) >= 3:
-            cond |= Q(openid__icontains=q) | Q(nickname__icontains=q)
-        uid = units.parse_id(q)
-        if uid is not None:
-            cond |= Q(id=uid)
-        results = await User.filter(cond).order_by("-id").limit(PAGE_SIZE)
-    else:
-        results = await User.all().order_by("-id").limit(20)
-    return await show(request, "customers.html", q=q, results=results)
-
-
 async def _customer_page(request: Request, user_id: int, *, errors: dict[str, str] | None = None,
-                         values: dict[str, str] | None = None, status: int = 200) -> HTTPResponse:
+                         values: dict[str, str] | None = None, status: int = 200, request_id: str | None = None,
+                         repeat_of: dict | None = None) -> HTTPResponse:
     user = await User.get_or_none(id=user_id)
     if user is None:
         return await show(request, "error.html", status=404, title="Not found", message="No such customer.")
+    await orders.settle_due_for(user_id)  # their overdue timers first: balances, ledger, tasks, orders, referrals
+    user = await User.get(id=user_id)  # (orders_in_progress may have changed)
     before = units.parse_id(request.args.get("before"))
     rows = await _ledger_rows(user_id, LEDGER_ROWS, before)
     tasks = await Task.filter(publisher_id=user_id).order_by("-id").limit(20)
@@ -513,13 +492,29 @@ async def _customer_page(request: Request, user_id: int, *, errors: dict[str, st
     unsettled = await ReferralReward.filter(inviter_id=user_id, settled_entry_id=None).annotate(s=Sum("amount_fen")).values("s")
     user_withdrawals = await Withdrawal.filter(user_id=user_id).order_by("-id").limit(20)
     inviter = await User.get_or_none(id=user.inviter_id) if user.inviter_id else None
+    record = await _record_of(user)
     return await show(
-        request, "customer.html", status=status, user=user, inviter=inviter, balances=await ledger.user_balances(user_id),
+        request, "customer.html", status=status, user=user, inviter=inviter, balances=await ledger.user_balances(user_id), record=record,
         ledger_rows=rows, tasks=tasks, worker_orders=worker_orders, publisher_orders=publisher_orders, invitees=invitees,
         earned=earned, referral_total=referral_total, referral_unsettled=int((unsettled[0]["s"] if unsettled else 0) or 0),
-        withdrawals=user_withdrawals, errors=errors or {}, values=values or {}, request_id=uuid.uuid4().hex,
+        withdrawals=user_withdrawals, errors=errors or {}, values=values or {}, request_id=request_id or uuid.uuid4().hex,
+        repeat_of=repeat_of,
         more_before=rows[-1]["id"] if len(rows) == LEDGER_ROWS else None,
     )
+
+
+async def _record_of(user: User) -> dict:
+    """The customer's record as the apps show it (issue 14), and their blocks."""
+    from models import blocks, records
+
+    s = await market_settings.current()
+    rec = (await records.get_records([user.id])).get(user.id)
+    if user.end == End.PUBLISHER:
+        view = records.publisher_record(rec, s) | {"blocks_made": await blocks.PublisherBlock.filter(publisher_id=user.id).count()}
+    else:
+        view = records.worker_record(rec, s) | {"blocked_by": await blocks.PublisherBlock.filter(worker_id=user.id).count()}
+        view["limited_until"] = rec.limited_until if view["limited"] else None  # shown in Beijing time
+    return view
 
 
 @bp.get("/customers/<user_id:int>")
@@ -564,60 +559,33 @@ async def adjust(request: Request, op: Operator, user_id: int):
         errors["reason"] = t("A reason is required.")
     if not request_id:
         errors["_"] = t("The form has expired; please try again.")
-    if errors:
-        return await _customer_page(request, user_id, errors=errors, values=values, status=400)
+    if errors:  # the same form again, with the same request_id: it stays single-use
+        return await _customer_page(request, user_id, errors=errors, values=values, status=400, request_id=request_id or None)
+    if form_value(request, "confirm_repeat") != "1" and not await adjustments.already_done(request_id):
+        earlier = await adjustments.recent_identical(user_id, amount)
+        if earlier is not None:  # Back + submit, or two operators on one ticket: ask first
+            who = (await _actor_names([earlier])).get(("operator", earlier.actor_id), "")
+            return await _customer_page(request, user_id, values=values, status=409, request_id=request_id,
+                                        repeat_of={"amount": units.yuan(amount), "at": units.local(earlier.created_at, "%H:%M:%S"),
+                                                   "by": who, "reason": earlier.reason or ""})
     try:
         await ledger.adjust(user_id, amount, operator_id=op.id, reason=reason, request_id=f"admin:{request_id}")
     except DomainError as exc:
         errs = field_errors(lang, exc)
         if "amount_fen" in errs:
             errs["amount"] = errs.pop("amount_fen")
-        return await _customer_page(request, user_id, errors=errs, values=values, status=exc.status)
+        return await _customer_page(request, user_id, errors=errs, values=values, status=exc.status, request_id=request_id)
     return back(f"/admin/customers/{user_id}", "adjusted")
 
 
-# --- tasks and orders ------------------------------------------------------------------------------
-def _range_filters(request: Request, qs, column: str):
-    start, end = units.parse_day(request.args.get("from")), units.parse_day(request.args.get("to"))
-    if start:
-        qs = qs.filter(**{f"{column}__gte": units.day_start_utc(start)})
-    if end:
-        qs = qs.filter(**{f"{column}__lt": units.day_start_utc(end + dt.timedelta(days=1))})
-    return qs
-
-
-def _page_no(request: Request) -> int:
-    n = units.parse_id(request.args.get("page")) or 1
-    return max(1, min(n, 10_000))
-
-
-def _query_without_page(request: Request) -> str:
-    return urlencode([(k, v) for k, vs in request.args.items() if k not in ("page", "done") for v in vs])
-
-
-@bp.get("/tasks")
-@page()
-async def tasks_list(request: Request, op: Operator):
-    qs = Task.all()
-    state = request.args.get("state") or ""
-    if state in {s.value for s in TaskStatus}:
-        qs = qs.filter(status=state)
-    publisher = units.parse_id(request.args.get("publisher"))
-    if publisher:
-        qs = qs.filter(publisher_id=publisher)
-    qs = _range_filters(request, qs, "created_at")
-    n = _page_no(request)
-    rows = await qs.order_by("-id").offset((n - 1) * PAGE_SIZE).limit(PAGE_SIZE + 1)
-    return await show(request, "tasks.html", rows=rows[:PAGE_SIZE], more=len(rows) > PAGE_SIZE, page_no=n,
-                      states=[s.value for s in TaskStatus], args=request.args, base_query=_query_without_page(request))
-
-
+# --- tasks and orders (the lists: server/admin/lists.py) ------------------------------------------
 @bp.get("/tasks/<task_id:int>")
 @page()
 async def task_detail(request: Request, op: Operator, task_id: int):
-    task = await Task.get_or_none(id=task_id)
-    if task is None:
+    if not await Task.exists(id=task_id):
         return await show(request, "error.html", status=404, title="Not found", message="No such task.")
+    await orders.settle_due_tasks([task_id])  # its expiry and its orders' timers first
+    task = await Task.get(id=task_id)
     task_orders = await Order.filter(task_id=task_id).order_by("id").limit(500)
     history = await audit.history("task", task_id)
     actors = await _actor_names(history)
@@ -625,34 +593,7 @@ async def task_detail(request: Request, op: Operator, task_id: int):
                       people=await _users({task.publisher_id} | {o.worker_id for o in task_orders}))
 
 
-@bp.get("/orders")
-@page()
-async def orders_list(request: Request, op: Operator):
-    qs = Order.all()
-    state = request.args.get("state") or ""
-    if state in {s.value for s in OrderStatus}:
-        qs = qs.filter(status=state)
-    for name, column in (("publisher", "publisher_id"), ("worker", "worker_id"), ("task", "task_id")):
-        value = units.parse_id(request.args.get(name))
-        if value:
-            qs = qs.filter(**{column: value})
-    qs = _range_filters(request, qs, "taken_at")
-    n = _page_no(request)
-    rows = await qs.order_by("-id").offset((n - 1) * PAGE_SIZE).limit(PAGE_SIZE + 1)
-    return await show(request, "orders.html", rows=rows[:PAGE_SIZE], more=len(rows) > PAGE_SIZE, page_no=n,
-                      states=[s.value for s in OrderStatus], args=request.args, base_query=_query_without_page(request))
-
-
-@bp.get("/orders/<order_id:int>")
-@page()
-async def order_detail(request: Request, op: Operator, order_id: int):
-    order = await Order.get_or_none(id=order_id).prefetch_related("task")
-    if order is None:
-        return await show(request, "error.html", status=404, title="Not found", message="No such order.")
-    history = await audit.history("order", order_id)
-    entries = await ledger.JournalEntry.filter(order_id=order_id).order_by("id")
-    return await show(request, "order.html", order=order, history=history, actors=await _actor_names(history), entries=entries,
-                      people=await _users({order.worker_id, order.publisher_id}))
+# the order page (with its money and the operator's overrides): server/admin/order_actions.py
 
 
 async def _actor_names(rows) -> dict[tuple[str, int], str]:
@@ -661,29 +602,7 @@ async def _actor_names(rows) -> dict[tuple[str, int], str]:
     return names
 
 
-# --- audit log -------------------------------------------------------------------------------------
-@bp.get("/audit")
-@page()
-async def audit_log(request: Request, op: Operator):
-    qs = AuditLog.all()
-    args = request.args
-    if (kind := args.get("actor_kind")) in ("user", "operator", "timer", "wechat", "system"):
-        qs = qs.filter(actor_kind=kind)
-    if (actor := units.parse_id(args.get("actor_id"))) is not None:
-        qs = qs.filter(actor_id=actor)
-    if action := (args.get("action") or "").strip()[:64]:
-        qs = qs.filter(action__startswith=action)
-    if target := (args.get("target_kind") or "").strip()[:32]:
-        qs = qs.filter(target_kind=target)
-    if (target_id := units.parse_id(args.get("target_id"))) is not None:
-        qs = qs.filter(target_id=target_id)
-    qs = _range_filters(request, qs, "created_at")
-    n = _page_no(request)
-    rows = await qs.order_by("-id").offset((n - 1) * 100).limit(101)
-    return await show(request, "audit.html", rows=rows[:100], more=len(rows) > 100, page_no=n, args=args,
-                      actors=await _actor_names(rows), base_query=_query_without_page(request))
-
-
+# --- audit log: server/admin/lists.py (with the tasks, orders and customers lists) -----------------
 # --- operators (owner) -----------------------------------------------------------------------------
 async def _operators_page(request: Request, *, errors: dict[str, str] | None = None, values: dict[str, str] | None = None,
                           status: int = 200) -> HTTPResponse:
@@ -729,6 +648,6 @@ async def operators_password(request: Request, op: Operator, oid: int):
         return await _operators_page(request, errors={f"password_{oid}": i18n.domain_message(lang, exc)}, status=400)
     if oid == op.id:  # one's own sessions end too: log in again with the new password
         response = redirect("/admin/login", status=303)
-        session.clear_session_cookie(response)
+        session.clear_session_cookie(request, response)
         return response
     return back("/admin/operators", "password_set")

@@ -3,6 +3,8 @@ list of API routes, and a snapshot of everything a request could change."""
 
 from __future__ import annotations
 
+import uuid
+
 import re
 import struct
 import zlib
@@ -15,10 +17,14 @@ API_PREFIX = "/api/v1/"
 # Routes that are outside the Mini Program API on purpose (sandbox, WeChat's server callbacks, docs).
 # /admin is the operators' web panel: its own cookie session + CSRF, tested in tests/admin.
 NON_API_PREFIXES = ("/sandbox", "/api/wechat/", "/docs", "/admin")
-NON_API_EXACT = {"/healthz"}
+NON_API_EXACT = {"/healthz", "/metrics"}  # /metrics: operators only, behind its token (server/observability.py)
 
-# Mini Program routes that need no session token.
-PUBLIC = {("POST", "/api/v1/worker/login"), ("POST", "/api/v1/publisher/login")}
+# Mini Program routes that need no access token: the logins and refreshes (a refresh carries its
+# refresh token in the body), the error catalog, and the images behind signed links (the signature
+# is the permission: tests/api/test_contract.py).
+PUBLIC = {("POST", "/api/v1/worker/login"), ("POST", "/api/v1/publisher/login"),
+          ("POST", "/api/v1/worker/refresh"), ("POST", "/api/v1/publisher/refresh"), ("GET", "/api/v1/errors"),
+          ("GET", "/api/v1/images/<ref:str>")}
 
 # Routes open to a session of either end (no wrong_end check).
 ANY_END = {("GET", "/api/v1/ws")}
@@ -117,7 +123,7 @@ def assert_error(r, status: int, *codes: str) -> dict:
 
 async def publish(live, who, *, price: int = 1000, quantity: int = 1, title: str = "Scan the code", **extra) -> dict:
     async with live.client(who.token) as c:
-        r = await c.post("/api/v1/publisher/tasks", json={"title": title, "instructions": "Scan it, then submit", "unit_price_fen": price, "quantity": quantity, **extra})
+        r = await c.post("/api/v1/publisher/tasks", json={"title": title, "instructions": "Scan it, then submit", "unit_price_fen": price, "quantity": quantity, "request_id": uuid.uuid4().hex, **extra})
     assert r.status_code == 201, r.text
     return r.json()
 

@@ -9,10 +9,13 @@ import socket
 from types import SimpleNamespace
 
 import httpx
+import pytest
 import pytest_asyncio
 
 from server.app import create_app
 from server.config import load_config
+from tests.api import contract
+from tests.api.contract import Recorder
 
 _names = itertools.count(1)
 
@@ -78,11 +81,13 @@ class Live(SimpleNamespace):
 async def start_live(database_url: str, tmp_path, **overrides) -> tuple[Live, object]:
     port = free_port()
     app = create_app(live_config(port, tmp_path, **overrides), manage_db=False)
+    recorder = Recorder()
+    recorder.install(app)
     server = await app.create_server(host="127.0.0.1", port=port, return_asyncio_server=True)
     await server.startup()
     await server.before_start()
     await server.after_start()
-    return Live(app=app, base=f"http://127.0.0.1:{port}", port=port, database_url=database_url), server
+    return Live(app=app, base=f"http://127.0.0.1:{port}", port=port, database_url=database_url, recorder=recorder), server
 
 
 async def stop_live(server) -> None:
@@ -92,9 +97,23 @@ async def stop_live(server) -> None:
 
 
 @pytest_asyncio.fixture
-async def live(database, tmp_path):
+async def live(database, tmp_path, request):
+    """A live server; when the test has passed, everything it made the server send is checked
+    against the published contract (tests/api/contract.py)."""
     live, server = await start_live(database, tmp_path)
     try:
         yield live
     finally:
         await stop_live(server)
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.passed:
+        problems = await contract.check(live.app, live.recorder)
+        assert not problems, "the server broke its published contract:\n" + "\n".join(problems[:20])
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if report.when == "call":
+        item.rep_call = report

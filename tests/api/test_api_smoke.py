@@ -1,3 +1,4 @@
+import uuid
 import pytest
 
 
@@ -8,7 +9,7 @@ async def test_a_publisher_and_a_worker_complete_an_order_over_http(live):
     await live.recharge(alice, 10_000)
     async with live.client(alice.token) as a, live.client(bob.token) as b:
         assert (await a.get("/api/v1/publisher/wallet")).json()["available_fen"] == 10_000
-        r = await a.post("/api/v1/publisher/tasks", json={"title": "Scan", "instructions": "Scan it", "unit_price_fen": 1000})
+        r = await a.post("/api/v1/publisher/tasks", json={"title": "Scan", "instructions": "Scan it", "unit_price_fen": 1000, "request_id": uuid.uuid4().hex})
         assert r.status_code == 201, r.text
         task_id = r.json()["id"]
         hall = (await b.get("/api/v1/worker/hall")).json()

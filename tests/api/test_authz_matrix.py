@@ -6,8 +6,6 @@ having to add it to a list; only the explicit allow-lists in _support may exempt
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
 import json
 import time
 
@@ -16,6 +14,7 @@ import pytest_asyncio
 
 from miniprogram_api.auth import issue_token
 from models.users import User, set_banned
+from server.keys import KeyRing, new_secret
 from tests.api import _support as S
 
 pytestmark = pytest.mark.asyncio
@@ -25,9 +24,8 @@ def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
-def _sign(secret: str, claims) -> str:
-    payload = _b64(json.dumps(claims).encode())
-    return f"{payload}.{_b64(hmac.new(secret.encode(), payload.encode(), hashlib.sha256).digest())}"
+def _sign(keys, claims, purpose: str = "api.access") -> str:
+    return keys.sign(purpose, _b64(json.dumps(claims).encode()))
 
 
 def _action(path: str) -> str:
@@ -43,7 +41,7 @@ def owner_params(world, end: str, path: str) -> dict:
         return {"order_id": world.orders[order_state], "task_id": world.open_task, "withdrawal_id": world.w1_withdrawal, "ref": world.proof_ref}
     return {
         "order_id": world.orders["awaiting_review"], "task_id": world.open_task, "withdrawal_id": world.p1_withdrawal,
-        "recharge_id": world.recharge["recharge_id"], "ref": world.p1_ref,
+        "recharge_id": world.recharge["recharge_id"], "ref": world.p1_ref, "worker_id": world.w1.id,
     }
 
 
@@ -58,9 +56,10 @@ def request_kwargs(method: str, path: str) -> dict:
         "submit": {"proof_text": "done"},
         "appeal": {"reason": "look again"},
         "reject": {"reason": "wrong"},
+        "answer": {"text": "the account differs"},
         "withdrawals": {"amount_fen": 100, "request_id": "authz-probe"},
         "recharges": {"amount_fen": 100, "request_id": "authz-probe"},
-        "tasks": {"title": "t", "instructions": "i", "unit_price_fen": 1000},
+        "tasks": {"title": "t", "instructions": "i", "unit_price_fen": 1000, "request_id": "bad-input"},
         "login": {"code": "mallory-1"},
     }.get(action, {})
     return {"json": body}
@@ -93,16 +92,21 @@ async def test_every_route_is_classified(live):
     assert S.other_routes(live.app) == [], "new non-API routes: put them under /api/v1 or allow-list them in _support"
     keys = {(m, p) for m, p, _ in S.api_routes(live.app)}
     for m, p in keys:
-        assert S.route_end(p) or (m, p) in S.ANY_END, f"{m} {p}: which end is it for?"
+        assert S.route_end(p) or (m, p) in S.ANY_END | S.PUBLIC, f"{m} {p}: which end is it for?"
     for allow in (S.PUBLIC, S.ANY_END, S.SHARED_RESOURCES):
         assert allow <= keys, f"stale allow-list entries: {allow - keys}"
 
 
-async def test_public_routes_are_only_the_logins(live):
+async def test_public_routes_answer_without_a_token(live):
     async with live.client() as c:
         for end in ("worker", "publisher"):
             r = await c.post(f"/api/v1/{end}/login", json={"code": f"newbie-{end}-1"})
             assert r.status_code == 200, r.text
+            refreshed = await c.post(f"/api/v1/{end}/refresh", json={"refresh_token": r.json()["refresh_token"]})
+            assert refreshed.status_code == 200, refreshed.text
+            S.assert_error(await c.post(f"/api/v1/{end}/refresh", json={"refresh_token": "1.forged"}), 401, "refresh_token_invalid")
+        assert (await c.get("/api/v1/errors")).status_code == 200
+        S.assert_error(await c.get("/api/v1/images/up_abc"), 403, "image_link_invalid")  # no signature, no image
 
 
 async def check_anonymous(live, world, c, failures):
@@ -133,26 +137,28 @@ async def check_wrong_end(live, world, c, failures):
 
 async def check_bad_tokens(live, world, c, failures):
     """(c) Malformed, tampered, foreign-signed, stale and expired tokens: 401."""
-    secret = live.app.ctx.secret_key
+    keys = live.app.ctx.keys
     good = world.w1.token
-    payload, sig = good.split(".", 1)
+    kid, payload, sig = good.split(".")
     claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
     user = await User.get(id=world.w1.id)
     pub = await User.get(id=world.p1.id)
-    expired = {"worker": issue_token(secret, user, ttl_s=-60)[0], "publisher": issue_token(secret, pub, ttl_s=-60)[0]}
+    expired = {"worker": issue_token(keys, user, ttl_s=-60)[0], "publisher": issue_token(keys, pub, ttl_s=-60)[0]}
     forged_uid = _b64(json.dumps(claims | {"uid": world.w2.id}, separators=(",", ":")).encode())
     bad = {
         "garbage": "Bearer not-a-token",
-        "empty-parts": "Bearer .",
-        "three-parts": f"Bearer {good}.x",
-        "bad-signature": f"Bearer {payload}.{sig[:-2]}{'AA' if sig[-2:] != 'AA' else 'BB'}",
-        "forged-uid": f"Bearer {forged_uid}.{sig}",
-        "other-secret": f"Bearer {issue_token('not-the-server-secret-' * 2, user)[0]}",
-        "not-base64": "Bearer %%%%.@@@@",
-        "signed-list": f"Bearer {_sign(secret, ['uid'])}",
-        "signed-missing-claims": f"Bearer {_sign(secret, {'uid': world.w1.id})}",
-        "unknown-user": f"Bearer {_sign(secret, {'uid': 10**9, 'end': 'worker', 'ver': 0, 'exp': time.time() + 60})}",
-        "stale-version": f"Bearer {_sign(secret, claims | {'ver': claims['ver'] + 7})}",
+        "empty-parts": "Bearer ..",
+        "four-parts": f"Bearer {good}.x",
+        "bad-signature": f"Bearer {kid}.{payload}.{sig[:-2]}{'AA' if sig[-2:] != 'AA' else 'BB'}",
+        "forged-uid": f"Bearer {kid}.{forged_uid}.{sig}",
+        "unknown-key-id": f"Bearer AAAAAAAA.{payload}.{sig}",
+        "other-secret": f"Bearer {issue_token(KeyRing(new_secret()), user)[0]}",
+        "other-purpose": f"Bearer {_sign(keys, claims, 'admin.session')}",  # e.g. an admin cookie's key
+        "not-base64": "Bearer x.%%%%.@@@@",
+        "signed-list": f"Bearer {_sign(keys, ['uid'])}",
+        "signed-missing-claims": f"Bearer {_sign(keys, {'uid': world.w1.id})}",
+        "unknown-user": f"Bearer {_sign(keys, {'uid': 10**9, 'end': 'worker', 'ver': 0, 'exp': time.time() + 60})}",
+        "stale-version": f"Bearer {_sign(keys, claims | {'ver': claims['ver'] + 7})}",
         "basic-scheme": f"Basic {good}",
         "token-twice": f"Bearer {good} {good}",
     }
@@ -179,6 +185,7 @@ NOT_FOUND_CODES = {
     "task_id": ("task_not_found",),
     "withdrawal_id": ("withdrawal_not_found",),
     "recharge_id": ("recharge_not_found",),
+    "worker_id": ("block_not_found",),  # a block is the publisher's own: another publisher has none of it
     "ref": ("not_found",),
 }
 
@@ -251,27 +258,31 @@ async def check_websocket(live, world):
 
 
 async def test_banned_users_are_refused_everywhere_and_nothing_changes(live, world):
-    """(d) Banning bumps token_version: tokens issued before the ban are 401 (session revoked); a
-    token of the banned account at its current version is 403 user_banned; logging in again is 403
-    user_banned. A banned user never gets a 2xx from any protected route."""
+    """(d) A banned user is told `user_banned` (403) on every route, with the token they held before
+    the ban (issue 17, item 14: it used to be 401 unauthorized) and with a token of the current
+    version; logging in and refreshing are 403 user_banned too. Nothing changes. After an unban the
+    sessions from before the ban stay ended (401); a new login works."""
+    world.w1_refresh = await _refresh_token_of(live, world.w1)
     await set_banned(world.w1.id, True, operator_id=1, reason="fraud")
     await set_banned(world.p1.id, True, operator_id=1, reason="fraud")
-    secret = live.app.ctx.secret_key
+    keys = live.app.ctx.keys
     fresh = {
-        "worker": issue_token(secret, await User.get(id=world.w1.id))[0],
-        "publisher": issue_token(secret, await User.get(id=world.p1.id))[0],
+        "worker": issue_token(keys, await User.get(id=world.w1.id))[0],
+        "publisher": issue_token(keys, await User.get(id=world.p1.id))[0],
     }
     old = {"worker": world.w1.token, "publisher": world.p1.token}
     before = await S.snapshot()
     failures = []
+    checked = 0
     async with live.client() as c:
         for method, path, _ in protected_routes(live):
             end = S.route_end(path) or "worker"
             url = S.fill(path, owner_params(world, end, path))
-            for kind, token, status, code in (("pre-ban token", old[end], 401, "unauthorized"), ("current token", fresh[end], 403, "user_banned")):
+            for kind, token in (("pre-ban token", old[end]), ("current token", fresh[end])):
                 r = await send(c, method, url, path, token=token)
+                checked += 1
                 try:
-                    S.assert_error(r, status, code)
+                    S.assert_error(r, 403, "user_banned")
                 except AssertionError as exc:
                     failures.append(f"[{kind}] {exc}")
         for who in (world.w1, world.p1):
@@ -280,13 +291,27 @@ async def test_banned_users_are_refused_everywhere_and_nothing_changes(live, wor
                 S.assert_error(r, 403, "user_banned")
             except AssertionError as exc:
                 failures.append(f"[login] {exc}")
+        r = await c.post("/api/v1/worker/refresh", json={"refresh_token": world.w1_refresh})
+        try:
+            S.assert_error(r, 403, "user_banned")
+        except AssertionError as exc:
+            failures.append(f"[refresh] {exc}")
+    assert checked >= 60
     assert not failures, "\n".join(failures)
     assert await S.snapshot() == before
-    # Unbanning lets the person log in again; tokens from before the ban stay revoked.
+    # Unbanning lets the person log in again; sessions from before the ban stay ended.
     await set_banned(world.w1.id, False, operator_id=1)
+    async with live.client(world.w1.token) as c:
+        S.assert_error(await c.get("/api/v1/worker/me"), 401, "unauthorized")
+        S.assert_error(await c.post("/api/v1/worker/refresh", json={"refresh_token": world.w1_refresh}), 401, "refresh_token_invalid")
     again = await live.login("worker", world.w1.name)
     assert again.id == world.w1.id
     async with live.client(again.token) as c:
         assert (await c.get("/api/v1/worker/me")).status_code == 200
-    async with live.client(world.w1.token) as c:
-        S.assert_error(await c.get("/api/v1/worker/me"), 401, "unauthorized")
+
+
+async def _refresh_token_of(live, who) -> str:
+    async with live.client() as c:
+        r = await c.post(f"/api/v1/{who.end}/login", json={"code": f"{who.name}-777"})
+    assert r.status_code == 200, r.text
+    return r.json()["refresh_token"]

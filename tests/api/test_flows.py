@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
 from models import clock, orders, referrals, withdrawals
 from scheduler import sweeper
+from tests.api._support import png_bytes
 
-PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+PNG = png_bytes(4, 4)  # a whole image: uploads are decoded and re-encoded (this one survives byte for byte)
 
 pytestmark = pytest.mark.asyncio
 
 
 async def publish(c, **body):
-    r = await c.post("/api/v1/publisher/tasks", json={"title": "Scan", "instructions": "Scan the code", "unit_price_fen": 1_000} | body)
+    r = await c.post("/api/v1/publisher/tasks", json={"title": "Scan", "instructions": "Scan the code", "unit_price_fen": 1_000, "request_id": uuid.uuid4().hex} | body)
     assert r.status_code == 201, r.text
     return r.json()
 
@@ -97,6 +100,10 @@ async def test_reads_show_timers_applied_even_before_the_sweeper_runs(live):
         task = await publish(a)
         order = (await b.post(f"/api/v1/worker/tasks/{task['id']}/take")).json()
         clock.advance(300 + 1_200 + 5)  # countdown and review window both over; no sweep ran
+        seen = (await a.get(f"/api/v1/publisher/orders/{order['id']}")).json()
+        # The countdown's end is applied by this read, late: Alice's review window opens now, whole.
+        assert seen["status"] == "awaiting_review" and seen["deadline_at"] > seen["submit_deadline_at"]
+        clock.advance(1_200 + 1)  # and ends unreviewed; still no sweep
         seen = (await a.get(f"/api/v1/publisher/orders/{order['id']}")).json()
         assert (seen["status"], seen["finished_by"]) == ("completed", "review_timeout")
         r = await a.post(f"/api/v1/publisher/orders/{order['id']}/reject", json={"reason": "too late"})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import asyncio
 import json
 import os
@@ -14,7 +16,7 @@ import pytest
 import websockets
 
 from miniprogram_api.auth import issue_token
-from server.config import dev_secret_key, load_config
+from server.config import key_ring, load_config
 from tests import personas as p
 from tests.api.conftest import free_port
 
@@ -70,7 +72,7 @@ async def test_an_event_from_one_process_reaches_a_client_of_another(database, t
         await r.aclose()
     except Exception:
         pytest.skip("needs Redis at TEST_REDIS_URL")
-    secret = dev_secret_key(load_config(env={}))
+    secret = key_ring(load_config(env={}))
     alice = await p.publisher("alice", balance_fen=10_000)
     bob = await p.worker("bob")
     port_a, port_b = free_port(), free_port()
@@ -80,7 +82,7 @@ async def test_an_event_from_one_process_reaches_a_client_of_another(database, t
         ws = await websockets.connect(f"ws://127.0.0.1:{port_b}/api/v1/ws?token={issue_token(secret, bob)[0]}")
         assert json.loads(await asyncio.wait_for(ws.recv(), 5))["type"] == "welcome"
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port_a}", headers={"Authorization": f"Bearer {issue_token(secret, alice)[0]}"}) as c:
-            r = await c.post("/api/v1/publisher/tasks", json={"title": "Cross", "instructions": "x", "unit_price_fen": 500})
+            r = await c.post("/api/v1/publisher/tasks", json={"title": "Cross", "instructions": "x", "unit_price_fen": 500, "request_id": uuid.uuid4().hex})
             assert r.status_code == 201, r.text
         task_id = r.json()["id"]
 

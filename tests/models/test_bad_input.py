@@ -33,7 +33,7 @@ async def refused(call, code: str, *, field: str | None = None) -> DomainError:
         await call()
     assert err.value.code == code, err.value.to_dict()
     if field is not None:
-        assert err.value.details.get("field") == field, err.value.to_dict()
+        assert field in err.value.details["fields"], err.value.to_dict()
     await assert_unchanged(before)
     return err.value
 
@@ -172,14 +172,16 @@ async def test_taking_a_task_that_does_not_exist(database):
 
 
 @pytest.mark.asyncio
-async def test_a_take_with_a_revoked_session_is_refused_as_unauthorized(database):
-    """The API's take checks the session version inside the take itself (no separate user read)."""
+async def test_a_take_with_a_revoked_session_is_refused_as_unauthorized_and_a_banned_worker_as_banned(database):
+    """The API's take checks the session version inside the take itself (no separate user read).
+    A banned worker learns why (`user_banned`), whatever the age of the token (issue 17, item 14)."""
     c = await cast()
     task = await publish(c)
     bob = await User.get(id=c.bob.id)
     await refused(lambda: orders.take(task.id, bob.id, token_version=bob.token_version + 1), "unauthorized")
     await set_banned(bob.id, True, operator_id=OPERATOR_ID, reason="bots")  # banning bumps the version
-    await refused(lambda: orders.take(task.id, bob.id, token_version=bob.token_version), "unauthorized")
+    await refused(lambda: orders.take(task.id, bob.id, token_version=bob.token_version), "user_banned")
+    await refused(lambda: orders.take(task.id, bob.id, token_version=bob.token_version + 1), "user_banned")
     await refused(lambda: orders.take(task.id, 987_654, token_version=0), "unauthorized")
 
 
@@ -263,20 +265,21 @@ async def test_a_withdrawal_needs_a_request_id(database, request_id):
 async def test_the_minimum_and_the_whole_cap_are_allowed(database):
     bob = await bob_with(2_000_000)
     await withdrawals.request(bob.id, 100, request_id="wd-min")
-    await withdrawals.request(bob.id, 1_000_000 - 100, request_id="wd-rest")
+    await withdrawals.request(bob.id, 1_000_000 - 100, request_id="wd-rest", real_name="王小明")  # ≥ ¥2000: WeChat needs the name
     assert await p.withdrawing(bob) == 1_000_000
 
 
 @pytest.mark.asyncio
 async def test_the_daily_cap_counts_across_requests_and_resets_the_next_day(database):
     bob = await bob_with(2_000_000)
-    await withdrawals.request(bob.id, 600_000, request_id="wd-1")
-    err = await refused(lambda: withdrawals.request(bob.id, 400_001, request_id="wd-2"), "daily_withdrawal_cap")
+    name = "王小明"  # every payout here is ¥2000 or more: WeChat needs the payee's real name
+    await withdrawals.request(bob.id, 600_000, request_id="wd-1", real_name=name)
+    err = await refused(lambda: withdrawals.request(bob.id, 400_001, request_id="wd-2", real_name=name), "daily_withdrawal_cap")
     assert err.details["cap_fen"] == 1_000_000
-    await withdrawals.request(bob.id, 400_000, request_id="wd-3")  # exactly up to the cap
+    await withdrawals.request(bob.id, 400_000, request_id="wd-3", real_name=name)  # exactly up to the cap
     await refused(lambda: withdrawals.request(bob.id, 100, request_id="wd-4"), "daily_withdrawal_cap")
     clock.advance(86_400)  # tomorrow (Asia/Shanghai day)
-    await withdrawals.request(bob.id, 900_000, request_id="wd-5")
+    await withdrawals.request(bob.id, 900_000, request_id="wd-5", real_name=name)
     assert await p.withdrawing(bob) == 1_900_000
 
 
@@ -506,3 +509,65 @@ async def test_an_adjustment_request_id_reused_for_another_amount_is_refused(dat
     with pytest.raises(DomainError) as refused:
         await ledger.adjust(bob.id, 900, operator_id=1, reason="goodwill", request_id="adj-1")
     assert refused.value.code == "idempotency_conflict" and await pp.available(bob) == 500
+
+
+# --- control characters in text (issue 17 item 12) ------------------------------------------------
+# Every text parameter of every domain function: the API checks first, but the admin panel, the
+# scheduler and scripts call the domain directly, and PostgreSQL cannot store U+0000 at all.
+# (name, state needed, call(c, order_id, text), field, multi-line)
+TEXT_INPUTS = [
+    ("task title", None, lambda c, o, t: tasks.publish(c.alice.id, **GOOD_TASK | {"title": t}), "title", False),
+    ("task instructions", None, lambda c, o, t: tasks.publish(c.alice.id, **GOOD_TASK | {"instructions": t}), "instructions", True),
+    ("text attachment", None, lambda c, o, t: tasks.publish(c.alice.id, **GOOD_TASK, attachment_kind="text", attachment=t), "attachment", True),
+    ("link attachment", None, lambda c, o, t: tasks.publish(c.alice.id, **GOOD_TASK, attachment_kind="link", attachment=f"https://x.cn/{t}"), "attachment", False),
+    ("publish request id", None, lambda c, o, t: tasks.publish(c.alice.id, **GOOD_TASK, request_id=t), "request_id", False),
+    ("proof text", OrderStatus.IN_PROGRESS, lambda c, o, t: orders.submit(o, c.bob.id, proof_text=t), "proof_text", True),
+    ("proof image", OrderStatus.IN_PROGRESS, lambda c, o, t: orders.submit(o, c.bob.id, proof_image=t), "proof_image", False),
+    ("rejection reason", OrderStatus.AWAITING_REVIEW, lambda c, o, t: orders.reject(o, c.alice.id, reason=t), "reason", True),
+    ("appeal reason", OrderStatus.REJECTED, lambda c, o, t: orders.appeal(o, c.bob.id, reason=t), "reason", True),
+    ("appeal evidence", OrderStatus.REJECTED, lambda c, o, t: orders.appeal(o, c.bob.id, reason="r", evidence=t), "evidence", False),
+    ("arbitration note", OrderStatus.APPEALING, lambda c, o, t: orders.arbitrate(o, OPERATOR_ID, worker_wins=True, note=t), "note", True),
+    ("withdrawal request id", None, lambda c, o, t: withdrawals.request(c.bob.id, 1_000, request_id=t), "request_id", False),
+    ("recharge request id", None, lambda c, o, t: recharges.create(c.alice.id, 1_000, request_id=t), "request_id", False),
+    ("adjustment reason", None, lambda c, o, t: ledger.adjust(c.bob.id, 100, operator_id=OPERATOR_ID, reason=t, request_id="adj-1"), "reason", True),
+    ("adjustment request id", None, lambda c, o, t: ledger.adjust(c.bob.id, 100, operator_id=OPERATOR_ID, reason="r", request_id=t), "request_id", False),
+    ("ban reason", None, lambda c, o, t: set_banned(c.charlie.id, True, operator_id=OPERATOR_ID, reason=t), "reason", True),
+    ("nickname", None, lambda c, o, t: p_login(nickname=t), "nickname", False),
+    ("invite code", None, lambda c, o, t: p_login(invite_code=t), "invite_code", False),
+    ("openid", None, lambda c, o, t: p_login(openid=f"o{t}"), "openid", False),
+]
+CONTROL_CHARACTERS = {"NUL": "\x00", "ESC": "\x1b", "DEL": "\x7f", "C1": "\x85", "lone surrogate": "\udc00"}
+LINE_BREAKS = {"LF": "\n", "TAB": "\t", "CR": "\r"}
+
+
+async def p_login(*, openid: str = "openid-newcomer", **kw):
+    from models.users import End, login_or_register
+
+    return await login_or_register(End.WORKER, openid, **kw)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("name", [t[0] for t in TEXT_INPUTS])
+async def test_text_inputs_refuse_control_characters(database, name):
+    _, state, call, field, multiline = next(t for t in TEXT_INPUTS if t[0] == name)
+    c = await cast()
+    await ledger.adjust(c.bob.id, 5_000, operator_id=OPERATOR_ID, reason="funds", request_id="seed-bob")
+    order_id = (await order_in(state, c)).id if state else None
+    bad = CONTROL_CHARACTERS if multiline else CONTROL_CHARACTERS | LINE_BREAKS
+    for label, char in bad.items():
+        for text in (f"ok{char}ok", f"ok{char}"):  # also at the end, where strip() would hide some
+            before = await snapshot()
+            with pytest.raises(DomainError) as err:
+                await call(c, order_id, text)
+            assert (err.value.code, list(err.value.details["fields"])) == ("invalid_input", [field]), (label, err.value.to_dict())
+            await assert_unchanged(before)
+
+
+@pytest.mark.asyncio
+async def test_multiline_domain_text_keeps_newlines_and_tabs(database):
+    c = await cast()
+    order = await order_in(OrderStatus.IN_PROGRESS, c)
+    done = await orders.submit(order.id, c.bob.id, proof_text="step 1\r\n\tstep 2\rstep 3")
+    assert done.proof_text == "step 1\n\tstep 2\nstep 3"
+    task = await tasks.publish(c.alice.id, **GOOD_TASK | {"instructions": "one\ntwo\tthree"})
+    assert task.instructions == "one\ntwo\tthree"

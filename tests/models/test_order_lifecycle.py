@@ -35,7 +35,9 @@ from tests.models._support import (
 
 S, E = OrderStatus, OrderEvent
 TIMER_EVENT_SET = {E.COUNTDOWN_END, E.REVIEW_TIMEOUT, E.APPEAL_TIMEOUT}
-PAIRS = [(state, event) for state in OrderStatus for event in OrderEvent]
+# The operators' overrides (force complete / fail, from every live state) are walked in test_order_overrides.py.
+WALKED = [e for e in OrderEvent if e not in orders.OVERRIDE_EVENTS]
+PAIRS = [(state, event) for state in OrderStatus for event in WALKED]
 HOLD = PRICE + FEE
 
 COMPLETION_MONEY = {"bob": PRICE, "escrow": -HOLD, "fees": FEE - R_W - R_P, "referral_payable": R_W + R_P}
@@ -94,10 +96,10 @@ def actor_kind(event: OrderEvent) -> str:
 
 
 def test_the_walk_covers_every_state_and_event_and_every_declared_transition():
-    assert len(PAIRS) == len(OrderStatus) * len(OrderEvent) == 7 * 11
+    assert len(PAIRS) == len(OrderStatus) * len(WALKED) == 7 * 11
     assert set(TRANSITIONS) <= set(PAIRS)
     # Every event leaves from exactly one state, and every final state is reachable.
-    assert len({event for (_, event) in TRANSITIONS}) == len(OrderEvent)
+    assert len({event for (_, event) in TRANSITIONS}) == len(WALKED)
     assert {S.COMPLETED, S.FAILED, S.ABANDONED} <= set(TRANSITIONS.values())
 
 
@@ -129,8 +131,8 @@ async def test_a_take_writes_its_order_outbox_and_audit_rows_exactly(database, q
          {"task_id": task.id, "slots_untaken": left, "status": "full" if left == 0 else "open"}, "pending", now),
         ("push", "order.taken", c.alice.id, info, "pending", now),
         ("subscribe", "order_taken", c.alice.id, info, "pending", now),
-        ("push", "order.changed", c.bob.id, {"order_id": order.id, "task_id": task.id, "status": "in_progress",
-                                             "submit_deadline_at": clock.iso_us(deadline)}, "pending", now),
+        ("push", "order.changed", c.bob.id, {"order_id": order.id, "task_id": task.id, "status": "in_progress", "event": "take",
+                                             "deadline_at": clock.iso_us(deadline)}, "pending", now),
     ]
     assert order.push_ids == [r.id for r in rows if r.channel.value == "push"]  # what the API hands the relay
     [entry] = await AuditLog.filter(action="order.take", target_id=order.id)
@@ -314,27 +316,51 @@ async def test_reading_an_overdue_order_applies_its_timer_first(database):
 
 
 @pytest.mark.asyncio
-async def test_reading_an_order_long_after_both_deadlines_completes_it_in_one_read(database):
+async def test_reading_an_order_long_after_both_deadlines_opens_a_whole_review_window(database):
     c = await cast()
     order = await order_in(S.IN_PROGRESS, c)
     money = await balances(**c.people())
     clock.advance(order.review_window_s + 3_600)
+    read_at = clock.now()
     seen = await orders.get_order(order.id, worker_id=c.bob.id)
-    assert seen.status == S.COMPLETED
-    assert seen.finished_at == clock.after(order.submit_deadline_at, order.review_window_s)
+    # Nobody applied the countdown's end in time, so Alice never had her review window: it opens
+    # now, whole (SPEC §3 "a window that opens late is whole"); no money moves yet.
+    assert seen.status == S.AWAITING_REVIEW and seen.submitted_at == order.submit_deadline_at
+    assert seen.review_deadline_at >= clock.after(read_at, order.review_window_s)
+    assert changes(money, await balances(**c.people())) == {}
+    advance_to(seen.review_deadline_at, plus_s=1)
+    seen = await orders.get_order(order.id, worker_id=c.bob.id)
+    assert seen.status == S.COMPLETED and seen.finished_at == seen.review_deadline_at
     assert changes(money, await balances(**c.people())) == COMPLETION_MONEY
 
 
 @pytest.mark.asyncio
-async def test_the_review_deadline_after_a_late_sweep_counts_from_the_countdowns_end(database):
+async def test_the_review_deadline_after_a_sweep_a_moment_late_counts_from_the_countdowns_end(database):
     c = await cast()
     order = await order_in(S.IN_PROGRESS, c)
-    advance_to(order.submit_deadline_at, plus_s=500)  # the sweeper was 500 s late
+    advance_to(order.submit_deadline_at, plus_s=orders.LATE_TIMER_GRACE_S - 1)  # the sweeper was a moment late
     assert await orders.run_timer(order.id) is True
     after = await Order.get(id=order.id)
     expected_review = clock.after(order.submit_deadline_at, order.review_window_s)
-    assert after.review_deadline_at == expected_review and after.due_at == expected_review
+    assert after.review_deadline_at == expected_review and after.due_at == expected_review  # no drift
     advance_to(expected_review, plus_s=-1)
+    assert await orders.run_timer(order.id) is False
+    clock.advance(1)
+    assert await orders.run_timer(order.id) is True
+    assert (await Order.get(id=order.id)).status == S.COMPLETED
+
+
+@pytest.mark.asyncio
+async def test_the_review_window_after_a_sweep_500_s_late_is_whole(database):
+    c = await cast()
+    order = await order_in(S.IN_PROGRESS, c)
+    advance_to(order.submit_deadline_at, plus_s=500)  # the schedulers were down for 500 s
+    applied_at = clock.now()
+    assert await orders.run_timer(order.id) is True
+    after = await Order.get(id=order.id)
+    assert after.review_deadline_at >= clock.after(applied_at, order.review_window_s)
+    assert after.due_at == after.review_deadline_at
+    advance_to(after.review_deadline_at, plus_s=-1)
     assert await orders.run_timer(order.id) is False
     clock.advance(1)
     assert await orders.run_timer(order.id) is True

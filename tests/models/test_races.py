@@ -391,50 +391,51 @@ async def test_a_cancel_racing_the_expiry_sweep_refunds_the_slots_once(database)
     await books_clean()
 
 
-# --- a sweep holding a row's locks while others act --------------------------------------------------
-# The sweep settles each row in its own transaction, so at any moment it holds one transition's locks.
-# Each test below pauses the sweep inside a transition (before its commit) while a person, or a second
-# sweeper, acts on another row of the same task / account shard / publisher: nobody may deadlock (a
-# batch-wide transaction did: PostgreSQL aborted one side with DeadlockDetectedError).
+# --- a sweep batch holding its locks while others act ---------------------------------------------
+# A sweep settles a batch of rows in one transaction, taking its locks in the one fixed order (orders
+# claimed with SKIP LOCKED → users → tasks by id → accounts by code; models/timer_batch.py). Each test
+# below pauses a batch at a step before its commit (`timer_batch._checkpoint`) while a person, or a
+# second sweeper, acts on another row of the same task / account shard / publisher: nobody may
+# deadlock (PostgreSQL would abort one side with DeadlockDetectedError) and nothing is postponed.
 
 
-def pause_after_first(module, name: str, *, parties: int = 1):
-    """Wrap module.<name> so each calling asyncio task stops after its first call until released."""
-    real = getattr(module, name)
+def pause_batch_at(step: str, *, parties: int = 1):
+    """A `timer_batch._checkpoint` that stops each calling asyncio task at `step` until released."""
     first_done, go = asyncio.Event(), asyncio.Event()
     barrier = asyncio.Barrier(parties) if parties > 1 else None
     seen: set = set()
 
-    async def wrapper(*args, **kwargs):
-        result = await real(*args, **kwargs)
+    async def checkpoint(name: str) -> None:
         me = asyncio.current_task()
-        if me not in seen:
-            seen.add(me)
-            if barrier is not None:
-                await asyncio.wait_for(barrier.wait(), 10)
-            else:
-                first_done.set()
-                await asyncio.wait_for(go.wait(), 10)
-        return result
+        if name != step or me in seen:
+            return
+        seen.add(me)
+        if barrier is not None:
+            await asyncio.wait_for(barrier.wait(), 10)
+        else:
+            first_done.set()
+            await asyncio.wait_for(go.wait(), 10)
 
-    return wrapper, first_done, go
+    return checkpoint, first_done, go
 
 
+@pytest.mark.parametrize("step", ["claimed", "written", "locked"])
+async def test_a_cancel_while_the_expiry_batch_holds_the_publishers_account_does_not_deadlock(database, monkeypatch, step):
+    from models import timer_batch
 
-async def test_a_cancel_while_the_expiry_sweep_holds_the_publishers_account_does_not_deadlock(database, monkeypatch):
     alice = await p.publisher("alice", balance_fen=40 * SLOT)
     t1, t2 = await publish(alice), await publish(alice)  # due when the sweep runs
     clock.advance(200)
     later = [await publish(alice) for _ in range(16)]  # still open; one shares t2's escrow shard
     t3 = next(t for t in later if t.id % ledger.PLATFORM_SHARDS == t2.id % ledger.PLATFORM_SHARDS)
-    wrapper, first_done, go = pause_after_first(sweeper, "expire_due")
-    monkeypatch.setattr(sweeper, "expire_due", wrapper)
+    checkpoint, paused, go = pause_batch_at(step)
+    monkeypatch.setattr(timer_batch, "_checkpoint", checkpoint)
 
     sweep = asyncio.create_task(sweeper.sweep_tasks(batch=10))
-    await first_done.wait()  # t1 expired: the sweep holds alice's account until it commits
+    await paused.wait()  # the batch holds t1 and t2 (and, once "locked", alice's account and their shards)
     cancel = asyncio.create_task(tasks.cancel(t3.id, alice.id))
-    await asyncio.sleep(0.3)  # the cancel now waits for alice's account, holding t3's escrow shard
-    go.set()  # the sweep goes on to t2, whose escrow shard the cancel holds
+    await asyncio.sleep(0.3)  # the cancel holds t3 and waits for (or takes) the accounts
+    go.set()
     swept, cancelled = await asyncio.gather(sweep, cancel, return_exceptions=True)
 
     assert swept == 2
@@ -444,8 +445,10 @@ async def test_a_cancel_while_the_expiry_sweep_holds_the_publishers_account_does
     await books_clean()
 
 
+@pytest.mark.parametrize("step", ["claimed", "written", "locked"])
+async def test_an_approve_while_the_review_batch_holds_an_escrow_shard_does_not_deadlock(database, monkeypatch, step):
+    from models import timer_batch
 
-async def test_an_approve_while_the_review_sweep_holds_an_escrow_shard_does_not_deadlock(database, monkeypatch):
     alice = await p.publisher("alice", balance_fen=40 * SLOT)
     task_a = await publish(alice)
     for _ in range(15):
@@ -460,14 +463,14 @@ async def test_an_approve_while_the_review_sweep_holds_an_escrow_shard_does_not_
     clock.advance(250)
     o3 = await orders.submit(o3.id, w3.id)
     advance_to(o2.review_deadline_at, plus_s=1)  # o1 and o2 are due; o3 has 249 s of review left
-    wrapper, first_done, go = pause_after_first(sweeper, "apply_timer")
-    monkeypatch.setattr(sweeper, "apply_timer", wrapper)
+    checkpoint, paused, go = pause_batch_at(step)
+    monkeypatch.setattr(timer_batch, "_checkpoint", checkpoint)
 
     sweep = asyncio.create_task(sweeper.sweep_orders(batch=10))
-    await first_done.wait()  # o1 completed: the sweep holds task A's escrow shard
+    await paused.wait()  # the batch holds o1, o2 (and, once "locked", tasks A and B and the shard)
     approve = asyncio.create_task(orders.approve(o3.id, alice.id))
-    await asyncio.sleep(0.3)  # the approve holds task B's row and waits for the shard
-    go.set()  # the sweep goes on to o2, which needs task B's row
+    await asyncio.sleep(0.3)  # the approve holds o3 and waits for (or takes) task B and the shard
+    go.set()
     swept, approved = await asyncio.gather(sweep, approve, return_exceptions=True)
 
     assert swept == 2
@@ -478,8 +481,10 @@ async def test_an_approve_while_the_review_sweep_holds_an_escrow_shard_does_not_
     await books_clean()
 
 
+@pytest.mark.parametrize("step", ["claimed", "written"])
+async def test_two_sweepers_crossing_two_tasks_do_not_deadlock(database, monkeypatch, step):
+    from models import timer_batch
 
-async def test_two_sweepers_crossing_two_tasks_do_not_deadlock(database, monkeypatch):
     alice = await p.publisher("alice", balance_fen=4 * SLOT)
     task_a, task_b = await publish(alice, quantity=2), await publish(alice, quantity=2)
     ws = await workers(4)
@@ -491,8 +496,8 @@ async def test_two_sweepers_crossing_two_tasks_do_not_deadlock(database, monkeyp
         os.append(await orders.submit(o.id, w.id))
         clock.advance(0.01)
     advance_to(os[-1].review_deadline_at, plus_s=1)
-    wrapper, _, _ = pause_after_first(sweeper, "apply_timer", parties=2)
-    monkeypatch.setattr(sweeper, "apply_timer", wrapper)
+    checkpoint, _, _ = pause_batch_at(step, parties=2)  # both batches hold their rows at once
+    monkeypatch.setattr(timer_batch, "_checkpoint", checkpoint)
 
     claimed = await asyncio.gather(sweeper.sweep_orders(batch=2), sweeper.sweep_orders(batch=2), return_exceptions=True)
 
@@ -500,6 +505,74 @@ async def test_two_sweepers_crossing_two_tasks_do_not_deadlock(database, monkeyp
     os = await fresh(os)
     assert [o.status for o in os] == [OrderStatus.COMPLETED] * 4
     assert [o.sweep_failures for o in os] == [0] * 4, "a healthy row was postponed"
+    await books_clean()
+
+
+async def test_two_schedulers_with_two_lanes_each_and_people_acting_on_the_same_rows_apply_everything_once(database, monkeypatch):
+    """Two scheduler processes (two lanes each) sweep orders in all three timed states on a few
+    shared tasks while their people act on the same orders: every order ends in exactly one
+    outcome, each timer or action applied once, nothing postponed, and the books balance."""
+    from models import timer_batch
+
+    alice, os = await awaiting_review(60, n_tasks=2, spread_s=0.005)  # review windows end at t0 + 1200 s
+    reviews, appeals = os[:30], os[30:]
+    clock.advance(600)
+    rejected = []
+    for o in appeals:  # appeal windows end at t0 + 1200 s too
+        rejected.append(await orders.reject(o.id, alice.id, reason="blurry"))
+        clock.advance(0.005)
+    clock.advance(300)
+    await p.fund(alice, 30 * SLOT)
+    fresh_tasks = [await publish(alice, quantity=10) for _ in range(3)]
+    in_progress = []
+    for i, w in enumerate(await workers(30, prefix="late")):  # countdowns end at t0 + 1200 s as well
+        in_progress.append(await orders.take(fresh_tasks[i % 3].id, w.id))
+        clock.advance(0.005)
+    os = reviews + rejected + in_progress
+    deadlines = sorted([o.submit_deadline_at for o in in_progress] + [o.review_deadline_at for o in reviews]
+                       + [o.appeal_deadline_at for o in rejected])
+    advance_to(deadlines[len(deadlines) // 2])  # half is due at once, the rest falls due during the race
+    batches = []
+    real_settle = timer_batch.settle_orders
+
+    async def counting(batch):
+        n = await real_settle(batch)
+        batches.append(n)
+        return n
+
+    monkeypatch.setattr(timer_batch, "settle_orders", counting)
+
+    async def scheduler():
+        total = 0
+        for _ in range(5):
+            total += await sweeper.sweep_all(batch=7, lanes=2)
+            clock.advance(0.2)
+            await asyncio.sleep(0)
+        return total
+
+    # People act on two orders in three; the third is left to the schedulers alone.
+    acting = lambda group: [o for i, o in enumerate(group) if i % 3]  # noqa: E731
+    people = ([orders.submit(o.id, o.worker_id, proof_text="done") for o in acting(in_progress)]
+              + [orders.approve(o.id, alice.id) for o in acting(reviews)]
+              + [orders.appeal(o.id, o.worker_id, reason="it is sharp") for o in acting(rejected)])
+    results = await crowd([scheduler(), scheduler()] + people)
+
+    acted = results[2:]
+    assert all(isinstance(r, (Order, DomainError)) for r in acted), [r for r in acted if not isinstance(r, (Order, DomainError))]
+    assert {r.code for r in acted if isinstance(r, DomainError)} <= {"deadline_passed"}, Counter(r.code for r in acted if isinstance(r, DomainError))
+    for o in await fresh(in_progress):
+        assert o.status == OrderStatus.AWAITING_REVIEW and o.sweep_failures == 0
+        assert await audit_rows("order.submit", o.id) + await audit_rows("order.countdown_end", o.id) == 1
+    for o in await fresh(reviews):
+        assert o.status == OrderStatus.COMPLETED and o.sweep_failures == 0
+        assert await entries(f"order:{o.id}:complete") == 1
+        assert await audit_rows("order.approve", o.id) + await audit_rows("order.review_timeout", o.id) == 1
+    for o in await fresh(rejected):
+        assert o.status in (OrderStatus.APPEALING, OrderStatus.FAILED) and o.sweep_failures == 0
+        assert await entries(f"order:{o.id}:fail") == (1 if o.status == OrderStatus.FAILED else 0)
+        assert await audit_rows("order.appeal", o.id) + await audit_rows("order.appeal_timeout", o.id) == 1
+    assert sum(await User.filter(id__in=[o.worker_id for o in in_progress]).values_list("orders_in_progress", flat=True)) == 0
+    assert sum(batches) >= 30, f"the schedulers settled too little: {batches}"  # at least the untouched third
     await books_clean()
 
 
@@ -641,33 +714,41 @@ async def _assert_whole_transitions(os: list[Order]) -> int:
     return moved
 
 
-@pytest.mark.parametrize("cancel_after", [1, 25])
-async def test_a_sweep_cancelled_after_some_transitions_leaves_only_whole_transitions(database, monkeypatch, cancel_after):
-    n = 40
+@pytest.mark.parametrize("cancel_in_batch", [1, 3])
+async def test_a_sweep_cancelled_after_some_batches_leaves_only_whole_batches(database, monkeypatch, cancel_in_batch):
+    from models import timer_batch
+
+    n, batch = 80, 10
     alice, os = await awaiting_review(n)
     advance_to(max(o.review_deadline_at for o in os), plus_s=1)
-    done, reached = 0, asyncio.Event()
-    real_apply_timer = sweeper.apply_timer
+    batches, reached, never = 0, asyncio.Event(), asyncio.Event()
+    sizes = []  # each batch's size (a lane's batches grow while they come back full)
+    real_settle = timer_batch.settle_orders
 
-    async def counting_apply_timer(order):
-        nonlocal done
-        result = await real_apply_timer(order)
-        done += 1
-        if done == cancel_after:
-            reached.set()
-        return result
+    async def recording(size):
+        sizes.append(size)
+        return await real_settle(size)
 
-    monkeypatch.setattr(sweeper, "apply_timer", counting_apply_timer)
-    sweep = asyncio.create_task(sweeper.sweep_orders(batch=n))
+    async def stop_in_batch(step):
+        nonlocal batches
+        if step == "locked":
+            batches += 1
+            if batches == cancel_in_batch:
+                reached.set()
+                await never.wait()  # this batch is in flight: written, not committed
+
+    monkeypatch.setattr(timer_batch, "_checkpoint", stop_in_batch)
+    monkeypatch.setattr(timer_batch, "settle_orders", recording)
+    sweep = asyncio.create_task(sweeper.sweep_all(batch=batch, lanes=1))
     await reached.wait()
     sweep.cancel()
     with pytest.raises(asyncio.CancelledError):
         await sweep
 
-    # Each row is its own transaction: the ones committed before the cancel stay, the one in flight
-    # (the cancel_after-th, cancelled before its commit) rolls back whole.
+    # Each batch is its own transaction: the ones committed before the cancel stay, the one in
+    # flight rolls back whole.
     moved = await _assert_whole_transitions(os)
-    assert moved in (cancel_after - 1, cancel_after)
+    assert len(sizes) == cancel_in_batch and moved == sum(sizes[:-1])
     monkeypatch.undo()
 
     assert await sweeper.sweep_all(batch=n) == n - moved
@@ -693,23 +774,25 @@ async def test_a_sweep_cancelled_at_a_random_moment_leaves_only_whole_transition
     assert await _assert_whole_transitions(os) == n
 
 
-async def test_a_step_raising_cancelled_error_mid_batch_rolls_back_only_that_transition(database, monkeypatch):
+async def test_a_step_raising_cancelled_error_mid_batch_rolls_back_the_whole_batch(database, monkeypatch):
+    from models import timer_batch
+
     n = 40
     alice, os = await awaiting_review(n)
     advance_to(max(o.review_deadline_at for o in os), plus_s=1)
-    real_complete, calls = orders._complete, 0
+    real_plan, calls = timer_batch._plan, 0
 
-    async def complete_then_get_cancelled(o, event, out):
+    def plan_then_get_cancelled(o, now, *rest):
         nonlocal calls
         calls += 1
         if calls == 10:
             raise asyncio.CancelledError()
-        return await real_complete(o, event, out)
+        return real_plan(o, now, *rest)
 
-    monkeypatch.setattr(orders, "_complete", complete_then_get_cancelled)
+    monkeypatch.setattr(timer_batch, "_plan", plan_then_get_cancelled)
     with pytest.raises(asyncio.CancelledError):
         await sweeper.sweep_orders(batch=n)
-    assert await _assert_whole_transitions(os) == 9  # the tenth rolled back, the sweep stopped
+    assert await _assert_whole_transitions(os) == 0  # the batch rolled back whole, the sweep stopped
     monkeypatch.undo()
 
     await sweeper.sweep_all(batch=n)

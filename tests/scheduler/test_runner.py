@@ -96,7 +96,8 @@ async def test_build_scheduler_registers_every_job_with_its_interval(database):
     scheduler = build_scheduler(cfg)
 
     jobs = {job.id: job for job in scheduler.get_jobs()}
-    assert set(jobs) == {"sweep", "settle_referrals", "ledger_audit", "prune_outbox"}
+    assert set(jobs) == {"sweep", "settle_referrals", "ledger_audit", "prune_outbox", "refresh_records", "refresh_all_records"}
+    assert jobs["refresh_records"].trigger.interval == dt.timedelta(seconds=10)
     assert jobs["sweep"].trigger.interval == dt.timedelta(seconds=0.25)
     assert jobs["settle_referrals"].trigger.interval == dt.timedelta(seconds=3)
     assert jobs["ledger_audit"].trigger.interval == dt.timedelta(seconds=120)
@@ -120,6 +121,7 @@ async def test_a_failing_job_round_is_logged_not_raised(database, caplog):
 async def test_pruning_deletes_only_delivered_outbox_rows_older_than_the_retention(database):
     from models import clock
     from models.outbox import Outbox, OutboxStatus
+    from server import push
 
     jobs = Jobs(config(database))
     now = clock.now()
@@ -128,8 +130,44 @@ async def test_pruning_deletes_only_delivered_outbox_rows_older_than_the_retenti
         (OutboxStatus.SENT, old), (OutboxStatus.REFUSED, old), (OutboxStatus.FAILED, old),
         (OutboxStatus.PENDING, old), (OutboxStatus.SENT, now),
     ]:
-        await Outbox.create(channel="push", event="x", payload={}, status=status, next_attempt_at=created, created_at=created)
+        await Outbox.create(channel="subscribe", event="x", user_id=1, payload={}, status=status, next_attempt_at=created,
+                            created_at=created)
+    for created in (old, old, now):  # the push log: stamped rows, pruned by seq
+        await Outbox.create(channel="push", event="y", payload={}, next_attempt_at=created, created_at=created)
+    await push.stamp(10)
 
-    assert await jobs.prune_outbox() == 2
-    left = sorted((r.status.value, r.created_at == now) for r in await Outbox.all())
-    assert left == [("failed", False), ("pending", False), ("sent", True)]
+    assert await jobs.prune_outbox() == 4
+    left = sorted((r.channel.value, r.status.value, r.created_at == now) for r in await Outbox.all())
+    assert left == [("push", "pending", True), ("subscribe", "failed", False), ("subscribe", "pending", False),
+                    ("subscribe", "sent", True)]
+    assert await push.positions() == (3, 2)  # a resume from below seq 2 is told replay_truncated
+
+
+async def test_stopping_lets_a_running_round_finish_before_the_database_closes(database, monkeypatch):
+    """A round in progress when the scheduler is stopped completes (within STOP_GRACE_S) before
+    the database is closed — cancelled or cut off, its next query would have opened a connection
+    nobody closes, and on SQLite that connection's thread kept the process from exiting."""
+    import asyncio
+    import threading
+
+    from scheduler import runner, wechat_jobs
+
+    started, finished = asyncio.Event(), []
+
+    async def slow_round():
+        started.set()
+        await asyncio.sleep(0.5)  # e.g. waiting for WeChat
+        finished.append(await p.worker(f"late{len(finished)}"))  # then it writes
+
+    async def only_the_slow_round(config, services=None):
+        return [(slow_round, 0.05, "slow")]
+
+    monkeypatch.setattr(wechat_jobs, "jobs", only_the_slow_round)
+    stop = asyncio.Event()
+    running = asyncio.create_task(runner.run(config(database), stop=stop))
+    await asyncio.wait_for(started.wait(), 5)
+    stop.set()
+    await asyncio.wait_for(running, 10)
+
+    assert len(finished) == 1  # the round in progress ran to its end; no new round started
+    assert not [t for t in threading.enumerate() if "_connection_worker_thread" in t.name and t.is_alive()]

@@ -10,7 +10,7 @@ import datetime as dt
 
 import pytest
 
-from models import clock, db, orders, tasks
+from models import clock, db, ledger, orders, tasks
 from models.ledger import AccountKind
 from models.orders import Order, OrderStatus
 from models.tasks import Task, TaskStatus
@@ -186,22 +186,29 @@ async def test_sweep_all_leaves_nothing_due_after_a_long_outage(database):
     await sweeper.sweep_all()
 
     assert await Order.filter(due_at__lte=clock.now()).count() == 0
-    assert (await Order.get(id=o.id)).status == OrderStatus.COMPLETED
+    # The review window the countdown's end opened is whole: Alice was never shown any of it.
+    o = await Order.get(id=o.id)
+    assert o.status == OrderStatus.AWAITING_REVIEW
+    assert o.review_deadline_at >= clock.now() + dt.timedelta(seconds=REVIEW_S - 1)
 
 
 # --- a poisoned row ----------------------------------------------------------------------------------
+def explode_for(ids, real):
+    def plan_or_explode(o, now, *rest):
+        if o.id in ids:
+            raise RuntimeError("poisoned row")
+        return real(o, now, *rest)
+
+    return plan_or_explode
+
+
 async def test_a_poisoned_order_is_postponed_with_backoff_while_the_rest_of_the_batch_is_applied(database, monkeypatch):
+    from models import timer_batch
+
     _, os = await submitted(3)
     poisoned = os[1]
     advance_to(max(o.review_deadline_at for o in os), plus_s=1)
-    real_complete = orders._complete
-
-    async def complete_or_explode(o, event, out):
-        if o.id == poisoned.id:
-            raise RuntimeError("poisoned row")
-        return await real_complete(o, event, out)
-
-    monkeypatch.setattr(orders, "_complete", complete_or_explode)
+    monkeypatch.setattr(timer_batch, "_plan", explode_for({poisoned.id}, timer_batch._plan))
 
     before = clock.now()
     assert await sweeper.sweep_orders() == 3
@@ -229,15 +236,39 @@ async def test_a_poisoned_order_is_postponed_with_backoff_while_the_rest_of_the_
     await books_clean()
 
 
+async def test_a_batch_that_fails_as_a_whole_is_settled_row_by_row_postponing_only_the_poisoned_row(database, monkeypatch):
+    _, os = await submitted(3)
+    poisoned = os[1]
+    advance_to(max(o.review_deadline_at for o in os), plus_s=1)
+    real_complete = orders._complete
+
+    async def complete_or_explode(o, event, out):  # the row-by-row path's completion
+        if o.id == poisoned.id:
+            raise RuntimeError("poisoned row")
+        return await real_complete(o, event, out)
+
+    async def broken_ledger(entries):  # the batch's ledger write fails: the whole batch rolls back
+        raise RuntimeError("batch write failed")
+
+    monkeypatch.setattr(orders, "_complete", complete_or_explode)
+    monkeypatch.setattr(ledger, "post_many", broken_ledger)
+
+    assert await sweeper.sweep_orders() == 3
+    rows = [await Order.get(id=o.id) for o in os]
+    assert [o.status for o in rows] == [OrderStatus.COMPLETED, OrderStatus.AWAITING_REVIEW, OrderStatus.COMPLETED]
+    assert [o.sweep_failures for o in rows] == [0, 1, 0]
+    assert [await entries(f"order:{o.id}:complete") for o in os] == [1, 0, 1]
+    await books_clean()
+
+
 async def test_a_poisoned_order_backs_off_at_most_five_minutes(database, monkeypatch):
+    from models import timer_batch
+
     _, [o] = await submitted()
     await Order.filter(id=o.id).update(sweep_failures=20)
     advance_to(o.review_deadline_at, plus_s=1)
+    monkeypatch.setattr(timer_batch, "_plan", explode_for({o.id}, timer_batch._plan))
 
-    async def explode(*args, **kwargs):
-        raise RuntimeError("poisoned row")
-
-    monkeypatch.setattr(orders, "_complete", explode)
     assert await sweeper.sweep_orders() == 1
     row = await Order.get(id=o.id)
     assert row.sweep_failures == 21
@@ -258,6 +289,12 @@ async def test_a_poisoned_task_does_not_starve_the_other_due_tasks(database, mon
         return await real_expire(task_id)
 
     monkeypatch.setattr(sweeper, "expire_due", expire_or_explode)
+    from models import timer_batch
+
+    async def broken_ledger(entries):  # the batch fails as a whole: row by row, the poisoned one backs off
+        raise RuntimeError("batch write failed")
+
+    monkeypatch.setattr(ledger, "post_many", broken_ledger)
 
     for _ in range(3):
         await sweeper.sweep_tasks(batch=1)
@@ -278,15 +315,18 @@ async def test_reading_an_overdue_order_applies_its_timer_without_the_sweeper(da
     assert await sweeper.sweep_orders() == 0  # nothing left for the sweeper
 
 
-async def test_reading_an_order_overdue_for_two_timers_applies_both_in_order(database):
+async def test_reading_an_order_overdue_for_two_windows_opens_the_review_window_whole(database):
     alice, [o] = await taken()
     advance_to(o.submit_deadline_at, plus_s=REVIEW_S + 1)
 
     seen = await orders.get_order(o.id, publisher_id=alice.id)
 
-    assert (seen.status, seen.finished_by) == (OrderStatus.COMPLETED, "review_timeout")
-    assert seen.review_deadline_at == o.submit_deadline_at + dt.timedelta(seconds=REVIEW_S)
-    assert await p.available(o.worker_id) == PRICE
+    # Nobody applied the countdown's end in time: Alice's review window opens now, whole; she is
+    # not auto-approved without having had one (SPEC §3, docs/timers.md).
+    assert seen.status == OrderStatus.AWAITING_REVIEW
+    assert seen.review_deadline_at == seen.due_at
+    assert abs((seen.review_deadline_at - clock.now()).total_seconds() - REVIEW_S) < 1
+    assert await p.available(o.worker_id) == 0
     await books_clean()
 
 
@@ -329,8 +369,8 @@ async def test_a_late_person_gets_the_timer_outcome_not_their_own(database):
 
 
 # --- no drift ----------------------------------------------------------------------------------------
-@pytest.mark.parametrize("late_by_s", [0.5, 500, 1_199])
-async def test_a_late_sweep_does_not_move_the_next_deadline(database, late_by_s):
+@pytest.mark.parametrize("late_by_s", [0.5, orders.LATE_TIMER_GRACE_S - 1])
+async def test_a_sweep_a_moment_late_does_not_move_the_next_deadline(database, late_by_s):
     _, [o] = await taken()
     advance_to(o.submit_deadline_at, plus_s=late_by_s)
 
@@ -341,10 +381,34 @@ async def test_a_late_sweep_does_not_move_the_next_deadline(database, late_by_s)
     assert o.review_deadline_at == o.submit_deadline_at + dt.timedelta(seconds=REVIEW_S)
     assert o.due_at == o.review_deadline_at
 
-    advance_to(o.review_deadline_at, plus_s=late_by_s)
+    advance_to(o.review_deadline_at, plus_s=500)  # the end of a window is final however late it is applied
     await sweeper.sweep_orders()
     o = await Order.get(id=o.id)
     assert o.status == OrderStatus.COMPLETED and o.finished_at == o.review_deadline_at
+
+
+@pytest.mark.parametrize("late_by_s", [orders.LATE_TIMER_GRACE_S + 1, 500, 1_199, 30 * 86_400])
+@pytest.mark.parametrize("who", ["sweeper", "reader"])
+async def test_a_countdown_end_applied_late_opens_a_whole_review_window(database, late_by_s, who):
+    alice, [o] = await taken()
+    advance_to(o.submit_deadline_at, plus_s=late_by_s)  # the schedulers were down; nobody read it
+    applied_at = clock.now()
+
+    if who == "sweeper":
+        await sweeper.sweep_orders()
+    else:
+        await orders.get_order(o.id, publisher_id=alice.id)
+
+    o = await Order.get(id=o.id)
+    assert o.status == OrderStatus.AWAITING_REVIEW
+    assert o.submitted_at == o.submit_deadline_at  # the work was due then; the window opens now
+    assert applied_at + dt.timedelta(seconds=REVIEW_S) <= o.review_deadline_at == o.due_at
+    assert o.review_deadline_at <= clock.now() + dt.timedelta(seconds=REVIEW_S)
+
+    advance_to(o.review_deadline_at, plus_s=-1)  # Alice may still reject in the last second
+    rejected = await orders.reject(o.id, alice.id, reason="blurry")
+    assert rejected.status == OrderStatus.REJECTED
+    await books_clean()
 
 
 async def test_deadlines_are_copied_at_publishing_so_a_settings_change_moves_none(database):
@@ -358,3 +422,50 @@ async def test_deadlines_are_copied_at_publishing_so_a_settings_change_moves_non
 
     o = await Order.get(id=o.id)
     assert o.review_deadline_at == o.submit_deadline_at + dt.timedelta(seconds=REVIEW_S)
+
+
+# --- a batch killed half-way -------------------------------------------------------------------------
+@pytest.mark.parametrize("step", ["claimed", "written", "locked"])
+async def test_a_batch_killed_half_way_leaves_nothing_half_done(database, monkeypatch, step):
+    import asyncio
+
+    from models import timer_batch
+
+    alice, os = await submitted(6)
+    await orders.reject(os[0].id, alice.id, reason="blurry")
+    _, [counting] = await taken()
+    advance_to(max([o.review_deadline_at for o in os] + [counting.submit_deadline_at]), plus_s=700)  # all due
+
+    async def snapshot():
+        return (
+            [(o.status, o.due_at) for o in await Order.filter(id__in=[o.id for o in os] + [counting.id]).order_by("id")],
+            await db.fetch("SELECT code, balance_fen FROM accounts ORDER BY code"),
+            [await db.fetch_one(f"SELECT COUNT(*) AS n FROM {t}") for t in ("journal_entries", "postings", "outbox", "audit_log", "referral_rewards")],
+            await db.fetch("SELECT id, orders_live, status FROM tasks ORDER BY id"),
+            await db.fetch("SELECT id, orders_in_progress FROM users ORDER BY id"),
+        )
+
+    before = await snapshot()
+    reached, never = asyncio.Event(), asyncio.Event()
+
+    async def stop_here(name):
+        if name == step:
+            reached.set()
+            await never.wait()  # killed here, holding the batch's writes uncommitted
+
+    monkeypatch.setattr(timer_batch, "_checkpoint", stop_here)
+    sweep = asyncio.create_task(sweeper.sweep_orders())
+    await asyncio.wait_for(reached.wait(), 10)
+    sweep.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await sweep
+
+    assert await snapshot() == before  # the transaction rolled back: nothing of the batch stands
+    await books_clean()
+
+    monkeypatch.undo()
+    assert await sweeper.sweep_all() == 7
+    statuses = [o.status for o in await Order.filter(id__in=[o.id for o in os] + [counting.id]).order_by("id")]
+    assert statuses == [OrderStatus.FAILED] + [OrderStatus.COMPLETED] * 5 + [OrderStatus.AWAITING_REVIEW]
+    assert [await entries(f"order:{o.id}:complete") for o in os[1:]] == [1] * 5
+    await books_clean()

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from server.config import ConfigError, load_config
+from server.keys import new_secret
 
-KEY = "k" * 40
+KEY = new_secret()  # strong, and written nowhere (a key in a file would be a published one)
 
 
 def test_the_defaults_run_on_sqlite_with_the_sandbox_and_the_embedded_scheduler():

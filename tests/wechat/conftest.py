@@ -3,8 +3,10 @@ clients pointed at it. No database, no Redis needed (the Redis store test skips 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
+import socket
 from types import SimpleNamespace
 
 import pytest
@@ -26,12 +28,12 @@ TEMPLATES = {
         "order_approved": {
             "template_id": "TPL-worker-approved",
             "page": "pages/order/detail?id={order_id}",
-            "fields": {"thing1": "task_title", "amount2": "{commission_yuan} 元", "time3": "completed_at"},
+            "fields": {"thing1": "{task_title}", "amount2": "{commission_yuan}元", "time3": "{completed_at}"},
         }
     },
     "publisher": {
         "order_taken": {"template_id": "TPL-pub-taken", "page": "pages/task/detail?id={task_id}",
-                        "fields": {"thing1": "task_title"}},
+                        "fields": {"thing1": "{task_title}", "thing2": "有人接单了"}},
     },
 }
 
@@ -55,6 +57,13 @@ def cfg() -> WeChatConfig:
 async def sandbox(cfg):
     """A Sanic app with the sandbox mounted and a merchant notify endpoint that uses the real
     PayClient.parse_notification, running on 127.0.0.1:<random port>."""
+    async with running_sandbox(cfg) as ns:
+        yield ns
+
+
+@contextlib.asynccontextmanager
+async def running_sandbox(cfg: WeChatConfig):
+    """The `sandbox` fixture for a configuration chosen inside a test."""
     app = Sanic(f"wechat_sandbox_test_{next(_names)}")
     bp = create_sandbox_blueprint(cfg)
     app.blueprint(bp)
@@ -68,13 +77,16 @@ async def sandbox(cfg):
             ns.fail_next -= 1
             return json_response({"code": "FAIL", "message": "busy"}, status=500)
         try:
-            received.append(ns.pay.parse_notification(request.headers, request.body))
+            received.append(await ns.pay.parse_notification(request.headers, request.body))
         except PayError as exc:
             rejected.append(exc.__class__.__name__)
             return json_response({"code": "FAIL", "message": str(exc)}, status=400)
         return empty(status=204)
 
-    server = await app.create_server(host="127.0.0.1", port=0, return_asyncio_server=True)
+    # A socket bound here: Sanic reads port=0 as "the default, 8000", which other test runs may hold.
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = await app.create_server(sock=sock, return_asyncio_server=True)
     await server.startup()
     await server.before_start()
     await server.after_start()

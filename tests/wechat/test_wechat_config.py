@@ -49,8 +49,22 @@ def test_production_without_credentials_lists_every_missing_piece():
     with pytest.raises(WeChatConfigError) as err:
         WeChatConfig.from_dict({"sandbox": False}, env={}).validate(production=True)
     for needle in ("WECHAT_WORKER_SECRET", "WECHAT_PUBLISHER_SECRET", "WECHATPAY_APIV3_KEY", "WECHATPAY_PRIVATE_KEY",
-                   "WECHATPAY_PUBLIC_KEY", "mchid", "public_key_id", "transfer_scene_id"):
+                   "mchid", "merchant_serial_no", "transfer_scene_id", "notify_url"):
         assert needle in str(err.value)
+
+
+def test_the_public_key_and_its_id_come_together_and_neither_means_platform_certificates(tmp_path):
+    env = real_env(tmp_path)
+    without_key = {k: v for k, v in env.items() if k != "WECHATPAY_PUBLIC_KEY"}
+    with pytest.raises(WeChatConfigError, match="WECHATPAY_PUBLIC_KEY"):
+        WeChatConfig.from_dict(REAL, env=without_key).validate(production=True)
+    no_id = {**REAL, "pay": {**REAL["pay"], "public_key_id": None}}
+    with pytest.raises(WeChatConfigError, match="public_key_id"):
+        WeChatConfig.from_dict(no_id, env=env).validate(production=True)
+    cfg = WeChatConfig.from_dict(no_id, env=without_key)  # a merchant that has not switched to 微信支付公钥
+    cfg.validate(production=True)
+    assert cfg.pay.key_mode == "certificate"
+    assert WeChatConfig.from_dict(REAL, env=env).pay.key_mode == "public_key"
 
 
 def test_real_credentials_come_from_the_environment_and_validate(tmp_path):
@@ -62,10 +76,13 @@ def test_real_credentials_come_from_the_environment_and_validate(tmp_path):
         create_sandbox_blueprint(cfg)  # never mountable without sandbox mode
 
 
-def test_http_notify_urls_are_refused_in_production(tmp_path):
-    section = {**REAL, "pay": {**REAL["pay"], "notify_url": "http://api.example.com/n"}}
-    with pytest.raises(WeChatConfigError, match="pay.notify_url must be an https"):
-        WeChatConfig.from_dict(section, env=real_env(tmp_path)).validate(production=True)
+@pytest.mark.parametrize("production", [True, False])
+def test_http_notify_urls_are_refused_whenever_real_wechat_would_see_them(tmp_path, production):
+    """WeChat Pay refuses an http:// notify_url (PARAM_ERROR): not only in production."""
+    for key in ("notify_url", "transfer_notify_url"):
+        section = {**REAL, "pay": {**REAL["pay"], key: "http://api.example.com/n"}}
+        with pytest.raises(WeChatConfigError, match=f"pay.{key} must be an https"):
+            WeChatConfig.from_dict(section, env=real_env(tmp_path)).validate(production=production)
 
 
 def test_the_example_yaml_loads_and_validates_as_a_sandbox():

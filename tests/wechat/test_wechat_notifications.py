@@ -8,6 +8,7 @@ import dataclasses
 import json
 import time
 
+import httpx
 import pytest
 
 from wechat import crypto
@@ -28,23 +29,29 @@ def keys(cfg):
 
 @pytest.fixture
 def client(cfg):
-    return PayClient(cfg.pay, "http://unused.invalid")
+    # No WeChat behind it: a certificate download (for an unknown serial) answers 404.
+    http = httpx.AsyncClient(transport=httpx.MockTransport(
+        lambda request: httpx.Response(404, json={"code": "NOT_FOUND", "message": "no certificates"})))
+    return PayClient(cfg.pay, "http://wechat.test", http)
 
 
-def test_a_genuine_notification_is_verified_and_decrypted(client, keys):
+@pytest.mark.asyncio
+async def test_a_genuine_notification_is_verified_and_decrypted(client, keys):
     headers, body = make_payment_notification(keys, TX, notification_id="EV-1")
-    note = client.parse_notification({k.lower(): v for k, v in headers.items()}, body)
+    note = await client.parse_notification({k.lower(): v for k, v in headers.items()}, body)
     assert note["id"] == "EV-1" and note["event_type"] == "TRANSACTION.SUCCESS" and note["resource"] == TX
 
 
-def test_a_notification_signed_with_another_key_is_bad_signature(client, keys):
+@pytest.mark.asyncio
+async def test_a_notification_signed_with_another_key_is_bad_signature(client, keys):
     forged = dataclasses.replace(keys, platform_private_key_pem=crypto.generate_private_key_pem())
     headers, body = make_payment_notification(forged, TX)
     with pytest.raises(BadSignature):
-        client.parse_notification(headers, body)
+        await client.parse_notification(headers, body)
 
 
-def test_tampered_ciphertext_fails_the_signature_and_a_resigned_one_fails_decryption(client, keys):
+@pytest.mark.asyncio
+async def test_tampered_ciphertext_fails_the_signature_and_a_resigned_one_fails_decryption(client, keys):
     headers, body = make_payment_notification(keys, TX)
     env = json.loads(body)
     ct = bytearray(base64.b64decode(env["resource"]["ciphertext"]))
@@ -52,50 +59,59 @@ def test_tampered_ciphertext_fails_the_signature_and_a_resigned_one_fails_decryp
     env["resource"]["ciphertext"] = base64.b64encode(bytes(ct)).decode()
     tampered = json.dumps(env).encode()
     with pytest.raises(BadSignature):  # the body no longer matches WeChat's signature
-        client.parse_notification(headers, tampered)
+        await client.parse_notification(headers, tampered)
     # Even correctly signed (i.e. the platform key leaked), AES-GCM's tag catches the change.
     with pytest.raises(BadPayload):
-        client.parse_notification(sign_notification(keys, tampered), tampered)
+        await client.parse_notification(sign_notification(keys, tampered), tampered)
 
 
-def test_a_notification_encrypted_with_another_apiv3_key_is_bad_payload(client, keys):
+@pytest.mark.asyncio
+async def test_a_notification_encrypted_with_another_apiv3_key_is_bad_payload(client, keys):
     other = dataclasses.replace(keys, apiv3_key="B" * 32)
     headers, body = make_transfer_notification(other, {"out_bill_no": "WD1", "state": "SUCCESS"})
     with pytest.raises(BadPayload):
-        client.parse_notification(headers, body)
+        await client.parse_notification(headers, body)
 
 
-def test_signtest_probes_never_verify(client, keys):
+@pytest.mark.asyncio
+async def test_signtest_probes_never_verify(client, keys):
     headers, body = make_payment_notification(keys, TX)
     headers["Wechatpay-Signature"] = "WECHATPAY/SIGNTEST/" + headers["Wechatpay-Signature"]
     with pytest.raises(BadSignature, match="probe"):
-        client.parse_notification(headers, body)
+        await client.parse_notification(headers, body)
 
 
-def test_a_stale_or_future_notification_is_refused_even_with_a_valid_signature(client, keys):
+@pytest.mark.asyncio
+async def test_a_stale_or_future_notification_is_refused_even_with_a_valid_signature(client, keys):
     now = time.time()
     headers, body = make_payment_notification(keys, TX, timestamp=int(now) - 301)
     with pytest.raises(StaleNotification):
-        client.parse_notification(headers, body, now=now)
+        await client.parse_notification(headers, body, now=now)
     headers, body = make_payment_notification(keys, TX, timestamp=int(now) + 301)
     with pytest.raises(StaleNotification):
-        client.parse_notification(headers, body, now=now)
+        await client.parse_notification(headers, body, now=now)
     headers, body = make_payment_notification(keys, TX, timestamp=int(now) - 299)
-    assert client.parse_notification(headers, body, now=now)["resource"]["out_trade_no"] == "RC1"
+    assert (await client.parse_notification(headers, body, now=now))["resource"]["out_trade_no"] == "RC1"
 
 
-def test_missing_headers_or_unknown_serial_are_bad_signature(client, keys):
+@pytest.mark.asyncio
+async def test_missing_headers_or_unknown_serial_are_bad_signature(client, keys):
     headers, body = make_payment_notification(keys, TX)
     with pytest.raises(BadSignature):
-        client.parse_notification({k: v for k, v in headers.items() if k != "Wechatpay-Nonce"}, body)
+        await client.parse_notification({k: v for k, v in headers.items() if k != "Wechatpay-Nonce"}, body)
     with pytest.raises(BadSignature, match="Serial"):
-        client.parse_notification({**headers, "Wechatpay-Serial": "PUB_KEY_ID_OTHER"}, body)
+        await client.parse_notification({**headers, "Wechatpay-Serial": "PUB_KEY_ID_OTHER"}, body)
+    assert client.certificate_downloads == 1  # it looked for a platform certificate of that serial...
+    with pytest.raises(BadSignature, match="Serial"):
+        await client.parse_notification({**headers, "Wechatpay-Serial": "5157F09EFDC096DE15EBE81A47057A7232F1B8E1"}, body)
+    assert client.certificate_downloads == 1  # ...at most once a minute, whatever serials forgers send
 
 
-def test_garbage_that_verifies_is_bad_payload(client, keys):
+@pytest.mark.asyncio
+async def test_garbage_that_verifies_is_bad_payload(client, keys):
     body = b"not json"
     with pytest.raises(BadPayload):
-        client.parse_notification(sign_notification(keys, body), body)
+        await client.parse_notification(sign_notification(keys, body), body)
 
 
 # ---- wechatpayv3 as the oracle -------------------------------------------------------------------

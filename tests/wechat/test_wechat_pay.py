@@ -154,12 +154,97 @@ async def test_a_payout_waits_for_the_user_then_notifies_success(sandbox):
 
 
 @pytest.mark.asyncio
-async def test_a_payout_can_be_cancelled_before_confirmation_and_that_is_notified(sandbox):
+async def test_a_cancel_has_no_body_and_is_final_only_when_wechat_says_cancelled(sandbox):
     openid = await _login(sandbox, "bob")
     await sandbox.pay.create_transfer_bill(sandbox.cfg.worker.appid, "WD20260002", openid, 500, "提现")
-    assert (await sandbox.pay.cancel_transfer_bill("WD20260002"))["state"] == "CANCELLED"
+    sandbox.state.cancel_delay_s = None  # WeChat takes its time
+    assert (await sandbox.pay.cancel_transfer_bill("WD20260002"))["state"] == "CANCELING"
+    assert (await sandbox.pay.query_transfer_bill("WD20260002"))["state"] == "CANCELING"  # not final yet
+    assert (await sandbox.pay.cancel_transfer_bill("WD20260002"))["state"] == "CANCELING"  # asking again is harmless
+    await sandbox.state.drain()
+    assert sandbox.received == []  # nothing final to notify
+    sandbox.state.finish_cancel("WD20260002")
     await sandbox.state.drain()
     assert [n["resource"]["state"] for n in sandbox.received] == ["CANCELLED"]
+    assert (await sandbox.pay.query_transfer_bill("WD20260002"))["state"] == "CANCELLED"
+
+
+@pytest.mark.asyncio
+async def test_the_sandbox_refuses_a_cancel_with_a_body_as_the_old_client_sent_it(sandbox):
+    openid = await _login(sandbox, "bob")
+    await sandbox.pay.create_transfer_bill(sandbox.cfg.worker.appid, "WD20260012", openid, 500, "提现")
+    with pytest.raises(PayApiError) as err:
+        await sandbox.pay._request("POST", "/v3/fund-app/mch-transfer/transfer-bills/out-bill-no/WD20260012/cancel", body={})
+    assert (err.value.status, err.value.code) == (400, "PARAM_ERROR")
+    assert sandbox.state.transfers["WD20260012"]["state"] == "WAIT_USER_CONFIRM"
+
+
+@pytest.mark.asyncio
+async def test_accepted_and_processing_bills_move_on_when_the_same_bill_is_requested_again(sandbox):
+    openid = await _login(sandbox, "bob")
+    sandbox.state.transfer_script = ["ACCEPTED", "PROCESSING", "WAIT_USER_CONFIRM"]
+    args = (sandbox.cfg.worker.appid, "WD20260013", openid, 500, "提现")
+    first = await sandbox.pay.create_transfer_bill(*args)
+    assert first["state"] == "ACCEPTED" and "package_info" not in first
+    assert (await sandbox.pay.create_transfer_bill(*args))["state"] == "PROCESSING"
+    third = await sandbox.pay.create_transfer_bill(*args)
+    assert third["state"] == "WAIT_USER_CONFIRM" and third["package_info"]
+    assert third["transfer_bill_no"] == first["transfer_bill_no"]
+    with pytest.raises(PayApiError) as err:  # 原单重试 means identical parameters
+        await sandbox.pay.create_transfer_bill(sandbox.cfg.worker.appid, "WD20260013", openid, 500, "提现（改）")
+    assert err.value.code == "INVALID_REQUEST"
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("out_bill_no", ["W-000001", "W_000001", "单号000001", "W" * 33])
+async def test_the_sandbox_refuses_out_bill_no_with_anything_but_letters_and_digits(sandbox, out_bill_no):
+    openid = await _login(sandbox, "bob")
+    with pytest.raises(PayApiError) as err:
+        await sandbox.pay.create_transfer_bill(sandbox.cfg.worker.appid, out_bill_no, openid, 500, "提现")
+    assert (err.value.code, "out_bill_no" in err.value.message) == ("PARAM_ERROR", True)
+
+
+@pytest.mark.asyncio
+async def test_the_sandbox_refuses_transfers_from_an_address_off_the_allowlist(sandbox):
+    openid = await _login(sandbox, "bob")
+    sandbox.state.refuse_transfers_from_this_ip()
+    with pytest.raises(PayApiError) as err:
+        await sandbox.pay.create_transfer_bill(sandbox.cfg.worker.appid, "WD20260014", openid, 500, "提现")
+    assert (err.value.status, err.value.code, err.value.retryable) == (400, "INVALID_REQUEST", False)
+    assert "IP" in err.value.message and "WD20260014" not in sandbox.state.transfers
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("url", ["http://merchant.example.com/notify", "https://merchant.example.com/notify?x=1",
+                                 "ftp://merchant.example.com/notify"])
+async def test_the_sandbox_refuses_notify_urls_wechat_refuses(sandbox, url):
+    openid = await _login(sandbox, "bob")
+    with pytest.raises(PayApiError) as err:
+        await sandbox.pay.jsapi_prepay(sandbox.cfg.worker.appid, "RC20260020", "充值", 100, openid, notify_url=url)
+    assert (err.value.code, "notify_url" in err.value.message) == ("PARAM_ERROR", True)
+    with pytest.raises(PayApiError) as err:
+        await sandbox.pay.create_transfer_bill(sandbox.cfg.worker.appid, "WD20260020", openid, 500, "提现", notify_url=url)
+    assert (err.value.code, "notify_url" in err.value.message) == ("PARAM_ERROR", True)
+
+
+@pytest.mark.asyncio
+async def test_the_sandbox_refuses_a_time_expire_without_its_zone(sandbox):
+    openid = await _login(sandbox, "bob")
+    body = {"appid": sandbox.cfg.worker.appid, "mchid": sandbox.cfg.pay.mchid, "description": "充值",
+            "out_trade_no": "RC20260021", "notify_url": sandbox.cfg.pay.notify_url, "amount": {"total": 100},
+            "payer": {"openid": openid}, "time_expire": "2030-01-01T10:00:00"}
+    with pytest.raises(PayApiError) as err:
+        await sandbox.pay._request("POST", "/v3/pay/transactions/jsapi", body=body)
+    assert err.value.code == "PARAM_ERROR" and "time_expire" in err.value.message
+    # What our client sends always carries the zone (Beijing time).
+    from datetime import datetime, timedelta, timezone
+
+    await sandbox.pay.jsapi_prepay(sandbox.cfg.worker.appid, "RC20260021", "充值", 100, openid,
+                                   time_expire=datetime.now(timezone.utc) + timedelta(minutes=30))
+    assert sandbox.state.orders["RC20260021"]["expires_at"] > 0
+    with pytest.raises(ValueError):
+        await sandbox.pay.jsapi_prepay(sandbox.cfg.worker.appid, "RC20260022", "充值", 100, openid,
+                                       time_expire=datetime(2030, 1, 1, 10, 0))
 
 
 @pytest.mark.asyncio

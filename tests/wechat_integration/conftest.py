@@ -7,6 +7,7 @@ needed, and the test modules have unique names (test_wx_*.py)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 from types import SimpleNamespace
@@ -42,7 +43,13 @@ def make_config(**overrides):
 
 @pytest_asyncio.fixture
 async def live(database):
-    config = make_config()
+    async with running_app(make_config()) as ns:
+        yield ns
+
+
+@contextlib.asynccontextmanager
+async def running_app(config):
+    """The `live` fixture's server for a configuration chosen inside a test (needs `database`)."""
     app = create_app(config, manage_db=False)
 
     @app.post("/test/login/<end:str>")

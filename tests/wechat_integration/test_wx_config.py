@@ -8,6 +8,7 @@ import pytest
 
 from server.app import create_app
 from server.config import ConfigError
+from server.keys import new_secret
 from server.wechat_services import wechat_config
 from wechat.config import WeChatConfigError
 
@@ -16,7 +17,7 @@ from tests.wechat_integration.conftest import make_config
 
 def test_a_production_config_with_the_sandbox_on_refuses_to_load():
     with pytest.raises(ConfigError, match="sandbox"):
-        make_config(production=True, secret_key="x" * 40, database_url="postgres://u@127.0.0.1/db",
+        make_config(production=True, secret_key=new_secret(), database_url="postgres://u@127.0.0.1/db",
                     wechat={"sandbox": True})
 
 

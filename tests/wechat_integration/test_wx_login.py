@@ -16,7 +16,7 @@ async def test_alice_logs_in_on_both_ends_as_two_accounts_of_one_person(live):
     assert worker["created"] and publisher["created"]
     assert worker["user_id"] != publisher["user_id"]
     assert worker["openid"] != publisher["openid"]  # one openid per AppID
-    assert worker["unionid"] == publisher["unionid"]  # the same person
+    assert worker["unionid"] is None and publisher["unionid"] is None  # not bound to an Open Platform account
     assert worker["openid"] == live.state.openid_for(live.services.cfg.worker.appid, "alice")
 
     again = (await live.http.post("/test/login/worker", json={"code": "alice-3"})).json()
@@ -72,3 +72,13 @@ async def test_a_high_risk_user_is_refused(live):
 async def test_login_service_returns_the_user_and_whether_it_was_created(live):
     user, created = await live.services.login(End.PUBLISHER, "frank-1", nickname="Frank")
     assert created and user.end == End.PUBLISHER and user.nickname == "Frank"
+
+
+@pytest.mark.asyncio
+async def test_with_the_mini_programs_bound_the_unionid_is_stored_on_both_accounts(live):
+    from dataclasses import replace
+
+    live.state.cfg = replace(live.state.cfg, sandbox_options=replace(live.state.cfg.sandbox_options, unionid_bound=True))
+    worker = (await live.http.post("/test/login/worker", json={"code": "alice-1"})).json()
+    publisher = (await live.http.post("/test/login/publisher", json={"code": "alice-2"})).json()
+    assert worker["unionid"] == publisher["unionid"] == live.state.unionid_for("alice")  # the same person
