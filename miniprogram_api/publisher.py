@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 from sanic import Blueprint
 from sanic.request import Request
 from sanic.response import empty, json
+from tortoise.expressions import Q
 
 from miniprogram_api import schemas as S
 from miniprogram_api.auth import Session, require
 from miniprogram_api.common import created, image_links, iso, order_view, page, page_args, parse, poke_relay, query_enum, task_view
-from miniprogram_api.docs import PAGE_QUERY, doc, q_status
+from miniprogram_api.docs import PAGE_QUERY, Query, doc, q_status
 from models import appeals, blocks, clock, orders, records, tasks, uploads
 from models import settings as market_settings
 from models.errors import AlreadyDecided, Forbidden, InsufficientBalance, InvalidInput, ProhibitedContent, RechargeNotFound, TaskNotFound, Text, UserNotFound
@@ -21,6 +24,13 @@ from server.ratelimit import limit
 
 bp = Blueprint("mp_publisher", url_prefix="/api/v1/publisher")
 TAG = "publisher"
+
+
+class _Need(StrEnum):
+    REVIEW = "review"
+    ANSWER = "answer"
+
+
 FUNNEL_STATES = ("in_progress", "awaiting_review", "completed", "rejected", "appealing", "failed", "abandoned")
 
 
@@ -204,6 +214,54 @@ async def cancel(request: Request, session: Session, task_id: int):
     task = await tasks.cancel(task_id, session.user.id)
     poke_relay(request)
     return json(task_view(task, image_links(request), for_publisher=True) | {"funnel": (await _funnels([task]))[task.id]})
+
+
+WAITING = {
+    # need → (status, sort column): what waits for the publisher, the soonest first.
+    "review": ("awaiting_review", "review_deadline_at"),  # approved automatically at the deadline
+    "answer": ("appealing", "appealed_at"),  # unanswered appeals (an answer deadline runs from the appeal)
+}
+Q_NEED = Query("need", {"type": "string", "enum": list(WAITING), "default": "review"},
+               "`review`: orders awaiting my review, the soonest review deadline first; "
+               "`answer`: appeals I have not answered yet, the oldest appeal first")
+
+
+@bp.get("/orders")
+@doc(
+    "What waits for me across all my tasks: orders to review, or appeals to answer", tag=TAG, ok=S.PublisherOrderPage,
+    query=(Q_NEED, *PAGE_QUERY),
+    description="""
+    Every order of every one of my tasks that waits for me (however old the task, however many
+    orders it has), each with its task and its worker's record. `need=review` (the default): orders
+    in `awaiting_review`, the soonest `review_deadline_at` first (an order not reviewed by then is
+    approved automatically). `need=answer`: orders in `appealing` that I have not answered, the
+    oldest appeal first (`answer_due_at`, when set, is the answer's deadline). Due timers are applied
+    first. Pass `next_cursor` back as `cursor` for the next page.
+    """,
+)
+@require(End.PUBLISHER)
+async def waiting_orders(request: Request, session: Session):
+    cursor, n = page_args(request)
+    status, column = WAITING[query_enum(request, "need", _Need) or "review"]
+    await orders.settle_due_for(session.user.id)  # automatic approvals first: what is listed still waits
+    q = Order.filter(publisher_id=session.user.id, status=status)
+    if status == "appealing":
+        q = q.filter(answered_at__isnull=True)
+    if cursor:
+        # Keyset: after the cursor's order in (column, id) order; its column keeps its value once set.
+        after = await Order.filter(id=cursor, publisher_id=session.user.id).values_list(column, flat=True)
+        if not after or after[0] is None:
+            raise InvalidInput("cursor must be a next_cursor this server returned.", zh="cursor 必须是服务器返回的 next_cursor。",
+                               field="cursor")
+        q = q.filter(Q(**{f"{column}__gt": after[0]}) | Q(**{column: after[0], "id__gt": cursor}))
+    rows = await q.order_by(column, "id").limit(n)
+    overdue = [o.id for o in rows if o.due_at is not None and o.due_at <= clock.now()]
+    if overdue and await orders.settle_due_orders(overdue):  # more overdue than one read settles
+        rows = await q.order_by(column, "id").limit(n)
+    task_rows = {t.id: t for t in await Task.filter(id__in={o.task_id for o in rows})}
+    workers = await _worker_records(o.worker_id for o in rows)
+    links = image_links(request)
+    return json(page([order_view(o, links, task_rows[o.task_id]) | workers[o.worker_id] for o in rows], n))
 
 
 @bp.get("/orders/<order_id:int>")

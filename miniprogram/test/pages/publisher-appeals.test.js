@@ -275,14 +275,12 @@ test('publish takes acceptance criteria one a line, refusing duplicates and more
 })
 
 test('the review tab lists the appeals I have not answered, the one due first on top, and opens one to answer', async t => {
-  const funnel = over => Object.assign({ taken: 0, in_progress: 0, awaiting_review: 0, completed: 0, rejected: 0, appealing: 0, failed: 0, abandoned: 0, refunded_slots: 0 }, over)
-  const task = { id: 1, title: '关注公众号', instructions: '关注后截图', attachment_kind: null, attachment: null, attachment_url: null, criteria: CRITERIA, unit_price_fen: 1000, quantity: 3, slots_untaken: 0, status: 'full', funnel: funnel({ taken: 3, appealing: 3 }) }
   const appealing = (id, over) => order(Object.assign({ id, status: 'appealing', rejected_at: at(-300), reject_criterion: CRITERIA[0], reject_reason: CRITERIA[0], appealed_at: at(-100 + id), appeal_reason: `申诉${id}`, deadline_at: null }, over))
   let orders = [appealing(21), appealing(22, { answer_due_at: at(1200) }), appealing(23, { answer_text: '已回应', answered_at: at(-5) })]
   const app = setupApp('publisher', {
     routes: {
-      'GET /tasks': () => ({ items: [task], next_cursor: null }),
-      'GET /tasks/:id': () => ({ task, orders }),
+      // The server lists the appeals not answered yet (tests/api/test_publisher_waiting.py).
+      'GET /orders': req => ({ items: req.query.need === 'answer' ? orders.filter(o => !o.answered_at) : [], next_cursor: null }),
     },
   })
   t.after(app.close)

@@ -21,7 +21,7 @@ test('home shows balances, running tasks and how many orders wait for review, li
     routes: {
       'GET /wallet': () => wallet(20000),
       'GET /tasks': req => ({ items: req.query.status === 'full' ? [] : tasks, next_cursor: null }),
-      'GET /tasks/:id': () => ({ task: tasks[0], orders: [order(11)] }),
+      'GET /orders': req => ({ items: req.query.need === 'review' ? [order(11)] : [], next_cursor: null }),
     },
   })
   t.after(app.close)
@@ -201,16 +201,13 @@ test('task detail lists orders and cancels the untaken slots after confirming', 
 
 test('the review queue shows proofs as they arrive, live, and approves', async t => {
   let orders = []
-  let tasks = [task(1, { funnel: funnel({ taken: 1, in_progress: 1 }) })]
   const approved = []
   const app = setupApp('publisher', {
     routes: {
-      'GET /tasks': () => ({ items: tasks, next_cursor: null }),
-      'GET /tasks/:id': () => ({ task: tasks[0], orders }),
+      'GET /orders': req => ({ items: req.query.need === 'review' ? orders : [], next_cursor: null }),
       'POST /orders/:id/approve': req => {
         approved.push(req.params.id)
         orders = []
-        tasks = [task(1, { funnel: funnel({ taken: 1, completed: 1 }) })]
         return order(11, { status: 'completed' })
       },
     },
@@ -220,7 +217,6 @@ test('the review queue shows proofs as they arrive, live, and approves', async t
   await page.waitForText('没有待审核的订单')
   await page.waitFor(() => app.ctx.live.state === 'open')
   orders = [order(11)]
-  tasks = [task(1, { funnel: funnel({ taken: 1, awaiting_review: 1 }) })]
   app.wx.push('order.changed', { order_id: 11, task_id: 1, status: 'awaiting_review' })
   const text = await page.waitForText('已完成，见截图')
   assert.match(text, /任务1 自动通过 (19|20):\d\d 订单 #11 · 佣金 ¥10\.00/)
@@ -229,6 +225,32 @@ test('the review queue shows proofs as they arrive, live, and approves', async t
   page.tap('.approve')
   await page.waitForText('没有待审核的订单')
   assert.deepStrictEqual(approved, ['11'])
+})
+
+test('the review queue follows the pages across all my tasks and says when there are more than it shows', async t => {
+  const asked = []
+  const all = Array.from({ length: 600 }, (_, i) => order(1000 + i, { task_id: 1 + (i % 70), task: { id: 1 + (i % 70), title: `任务${1 + (i % 70)}`, instructions: '说明', attachment_kind: null, attachment: null } }))
+  const app = setupApp('publisher', {
+    routes: {
+      'GET /orders': req => {
+        asked.push(Object.assign({}, req.query))
+        if (req.query.need !== 'review') return { items: [], next_cursor: null }
+        const from = req.query.cursor ? all.findIndex(o => String(o.id) === req.query.cursor) + 1 : 0
+        const items = all.slice(from, from + Number(req.query.limit))
+        return { items, next_cursor: items.length === Number(req.query.limit) ? String(items[items.length - 1].id) : null }
+      },
+    },
+  })
+  t.after(app.close)
+  const page = app.open('pages/review/index')
+  await page.waitForText('订单 #1499')
+  const text = page.text()
+  assert.match(text, /待处理的订单较多/)
+  assert.doesNotMatch(text, /订单 #1500/, 'ten pages of 50 are shown')
+  assert.match(text, /订单 #1000 [^]*订单 #1001/, 'in the order the server gave')
+  const reviews = asked.filter(q => q.need === 'review')
+  assert.strictEqual(reviews.length, 10)
+  assert.deepStrictEqual(reviews.slice(0, 2).map(q => q.cursor), [undefined, '1049'])
 })
 
 test('rejecting needs a reason; the appeal and the arbitration show as they happen', async t => {

@@ -9,7 +9,7 @@ const { beijing } = require('../../shared/time')
 const { loadWork } = require('../../lib/review-queue')
 const { rejectionLines } = require('../../shared/views')
 
-/** @param {import('../../../types/models').Order} o */
+/** @param {import('../../../types/models').PublisherOrder} o */
 function item(o) {
   return {
     id: o.id,
@@ -23,7 +23,7 @@ function item(o) {
   }
 }
 
-/** @param {import('../../../types/models').Order} o */
+/** @param {import('../../../types/models').PublisherOrder} o */
 function appealItem(o) {
   const why = rejectionLines(o)
   return {
@@ -38,7 +38,7 @@ function appealItem(o) {
 }
 
 Component({
-  data: { state: 'loading', errorText: '', queue: /** @type {any[]} */ ([]), appeals: /** @type {any[]} */ ([]) },
+  data: { state: 'loading', errorText: '', queue: /** @type {any[]} */ ([]), appeals: /** @type {any[]} */ ([]), more: false },
   lifetimes: pageLifetimes,
   methods: {
     onLoad() {
@@ -53,8 +53,8 @@ Component({
     async load() {
       try {
         await ctx().ready()
-        const { review, appeals } = await loadWork(ctx().api, { appeals: true })
-        this.setData({ queue: review.map(item), appeals: appeals.map(appealItem), state: review.length || appeals.length ? 'ready' : 'empty' })
+        const { review, appeals, more } = await loadWork(ctx().api, { appeals: true })
+        this.setData({ queue: review.map(item), appeals: appeals.map(appealItem), more, state: review.length || appeals.length ? 'ready' : 'empty' })
       } catch (err) {
         this.setData({ state: 'error', errorText: errorText(err) })
       }
