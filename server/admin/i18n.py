@@ -332,6 +332,13 @@ ZH.update({  # the reconciliation room (server/admin/reconciliation.py, issue 15
     "payout_not_recorded": "微信已转账但我方未记为已打款", "payout_not_in_bill": "我方已打款但微信账单无此笔",
     "transfer_stuck": "转账长时间未完成", "run_clean": "无差异", "run_differences": "有差异",
     "run_waiting": "账单未出", "run_running": "进行中", "run_failed": "失败（稍后重试）",
+    # a difference's details (models/reconciliation.py): the field, then the known values
+    "detail.out_trade_no": "商户订单号", "detail.transaction_id": "微信支付单号", "detail.traded_at": "交易时间",
+    "detail.out_refund_no": "商户退款单号", "detail.refunded_at": "退款时间", "detail.out_bill_no": "商户转账单号",
+    "detail.transfer_bill_no": "微信转账单号", "detail.booked_at": "记账时间", "detail.finished_at": "完成时间",
+    "detail.approved_at": "批准时间", "detail.our_status": "我方状态", "detail.what": "不符之处",
+    "what.payment": "支付金额", "what.transfer": "转账金额", "what.paid_after_return": "提现已退回，微信又打款",
+    "no such recharge": "无此充值", "no such withdrawal": "无此提现", "closed": "已关闭",
 })
 
 
@@ -413,6 +420,12 @@ EN: dict[str, str] = {
     "payout_not_in_bill": "marked paid, not in WeChat's bill", "reconciliation_difference": "reconciliation difference", "transfer_stuck": "transfer not finishing",
     "run_clean": "no differences", "run_differences": "differences found", "run_waiting": "bill not ready",
     "run_running": "running", "run_failed": "failed (retried later)",
+    "detail.out_trade_no": "out_trade_no", "detail.transaction_id": "transaction_id", "detail.traded_at": "traded at",
+    "detail.out_refund_no": "out_refund_no", "detail.refunded_at": "refunded at", "detail.out_bill_no": "out_bill_no",
+    "detail.transfer_bill_no": "transfer_bill_no", "detail.booked_at": "booked at", "detail.finished_at": "finished at",
+    "detail.approved_at": "approved at", "detail.our_status": "our status", "detail.what": "what differs",
+    "what.payment": "the paid amount", "what.transfer": "the transferred amount",
+    "what.paid_after_return": "WeChat paid after we returned the money",
 }
 ZH.setdefault("event.countdown_end", "倒计时结束")
 ZH.setdefault("refused", "已拒绝")  # a task the compliance gate refused (issue 14)

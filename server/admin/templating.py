@@ -25,3 +25,23 @@ ENV.filters["local"] = units.local
 ENV.filters["percent"] = lambda bp: units.percent_plain(bp) + " %"
 ENV.filters["minutes"] = units.minutes_plain
 ENV.filters["val"] = lambda v: getattr(v, "value", v)
+
+
+def detail(value, key: str, t) -> str:
+    """One value of a reconciliation difference's details as people read it: times in Beijing
+    time, the known words in the page's language, WeChat's numbers as they are."""
+    if value is None:
+        return "—"
+    if key.endswith("_at") and isinstance(value, str):
+        try:
+            return units.local(value)
+        except ValueError:
+            return value
+    if key == "what":
+        return t(f"what.{value}")
+    if key == "our_status":
+        return t(str(value))
+    return str(value)
+
+
+ENV.filters["detail"] = detail

@@ -45,3 +45,20 @@ async def test_the_room_needs_a_login_and_the_csrf_token(panel_factory, as_opera
     r = await as_operator.post(f"/admin/reconciliation/{d.id}/resolve", {"note": "x"}, csrf="forged")
     assert r.status_code == 403 and (await Difference.get(id=d.id)).status == DifferenceStatus.OPEN
     assert clock.now()
+
+
+@pytest.mark.asyncio
+async def test_a_differences_details_read_in_the_pages_language_with_times_in_beijing(as_operator):
+    [d] = await record(dt.date(2026, 3, 1), [Found(
+        DifferenceKind.PAYOUT_NOT_RECORDED, "1330000001", "withdrawal", 9, "1330000001", None, 4_900,
+        {"out_bill_no": "W9", "transfer_bill_no": "1330000001", "our_status": "failed", "what": "paid_after_return",
+         "finished_at": "2026-03-01T02:00:00+00:00"})])
+    from tests.admin.test_every_page_both_languages import visible_text
+
+    zh = visible_text((await as_operator.get("/admin/reconciliation?lang=zh")).text)
+    assert "商户转账单号: W9" in zh and "我方状态: 已失败" in zh and "不符之处: 提现已退回，微信又打款" in zh
+    assert "完成时间: 2026-03-01 10:00:00" in zh  # 02:00 UTC is 10:00 in Beijing
+    assert "paid_after_return" not in zh and "our_status" not in zh
+    en = visible_text((await as_operator.get("/admin/reconciliation?lang=en")).text)
+    assert "what differs: WeChat paid after we returned the money" in en and "our status: failed" in en
+    assert d.id
