@@ -16,7 +16,7 @@ from miniprogram_api.docs import PAGE_QUERY, Query, doc, q_status
 from models import appeals, blocks, clock, orders, records, tasks, uploads
 from models import settings as market_settings
 from models.errors import AlreadyDecided, Forbidden, InsufficientBalance, InvalidInput, ProhibitedContent, RechargeNotFound, TaskNotFound, Text, UserNotFound
-from models.orders import Order
+from models.orders import Order, OrderStatus
 from models.recharges import Recharge, RechargeStatus
 from models.tasks import Task, TaskStatus
 from models.users import End
@@ -31,6 +31,7 @@ class _Need(StrEnum):
     ANSWER = "answer"
 
 
+DETAIL_ORDERS = 200  # the orders GET /tasks/{id} lists; the rest are paged (GET /tasks/{id}/orders)
 FUNNEL_STATES = ("in_progress", "awaiting_review", "completed", "rejected", "appealing", "failed", "abandoned")
 
 
@@ -184,19 +185,47 @@ async def my_tasks(request: Request, session: Session):
 @bp.get("/tasks/<task_id:int>")
 @doc(
     "One of my tasks with its orders and proofs", tag=TAG, ok=S.TaskDetailOut,
-    description="The task (with its funnel) and its orders, newest first (at most 200), each with its proof and image links.",
+    description="The task (with its funnel) and its orders, newest first (at most 200; `orders_next_cursor` pages the rest), "
+                "each with its proof and image links.",
 )
 @require(End.PUBLISHER)
 async def task_detail(request: Request, session: Session, task_id: int):
     await tasks.get_task(task_id, publisher_id=session.user.id)  # not found unless it is mine
     await orders.settle_due_tasks([task_id])  # its orders first: the task's counters follow them
     task = await Task.get(id=task_id)
-    order_rows = await Order.filter(task_id=task_id).order_by("-id").limit(200)
+    order_rows = await Order.filter(task_id=task_id).order_by("-id").limit(DETAIL_ORDERS + 1)
+    more = len(order_rows) > DETAIL_ORDERS
+    order_rows = order_rows[:DETAIL_ORDERS]
     funnel = (await _funnels([task]))[task.id]
     links = image_links(request)
     workers = await _worker_records(o.worker_id for o in order_rows)
     return json({"task": task_view(task, links, for_publisher=True) | {"funnel": funnel},
-                 "orders": [order_view(o, links, with_task=False) | workers[o.worker_id] for o in order_rows]})
+                 "orders": [order_view(o, links, with_task=False) | workers[o.worker_id] for o in order_rows],
+                 "orders_next_cursor": str(order_rows[-1].id) if more else None})
+
+
+@bp.get("/tasks/<task_id:int>/orders")
+@doc(
+    "The orders of one of my tasks, newest first, a page at a time", tag=TAG, ok=S.TaskOrderPage,
+    query=(q_status(OrderStatus), *PAGE_QUERY),
+    description="Each with its proof, image links and worker's record, as in GET /publisher/tasks/{id} (which lists "
+                "the newest 200 and gives `orders_next_cursor` for the rest). Due timers of the task's orders are applied first.",
+)
+@require(End.PUBLISHER)
+async def task_orders(request: Request, session: Session, task_id: int):
+    cursor, n = page_args(request)
+    status = query_enum(request, "status", OrderStatus)
+    await tasks.get_task(task_id, publisher_id=session.user.id)  # not found unless it is mine
+    await orders.settle_due_tasks([task_id])
+    q = Order.filter(task_id=task_id)
+    if status:
+        q = q.filter(status=status)
+    if cursor:
+        q = q.filter(id__lt=cursor)
+    rows = await q.order_by("-id").limit(n)
+    links = image_links(request)
+    workers = await _worker_records(o.worker_id for o in rows)
+    return json(page([order_view(o, links, with_task=False) | workers[o.worker_id] for o in rows], n))
 
 
 @bp.post("/tasks/<task_id:int>/cancel")

@@ -364,6 +364,9 @@ class TaskDetailOut(Out):
 
     task: PublisherTaskOut
     orders: list[ReviewedOrderOut]
+    orders_next_cursor: Optional[Cursor] = Field(
+        description="null when `orders` holds every order of the task; else the rest, a page at a time: "
+                    "GET /publisher/tasks/{id}/orders?cursor=")
 
 
 class BlockOut(Out):
@@ -602,6 +605,7 @@ TaskPage = _page(HallTaskOut, "A page of the hall, newest first.")
 BlockPage = _page(BlockOut, "A page of the workers I blocked, newest first.")
 PublisherTaskPage = _page(PublisherTaskOut, "A page of my tasks, newest first.")
 OrderPage = _page(OrderOut, "A page of my orders, newest first.")
+TaskOrderPage = _page(ReviewedOrderOut, "A page of the orders of one of my tasks, newest first.")
 PublisherOrderPage = _page(PublisherOrderOut, "A page of the orders of my tasks that wait for me, the soonest first.")
 PostingPage = _page(PostingOut, "A page of my account details, newest first.")
 WithdrawalPage = _page(WithdrawalOut, "A page of my withdrawals, newest first.")

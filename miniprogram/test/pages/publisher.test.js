@@ -178,7 +178,7 @@ test('task detail lists orders and cancels the untaken slots after confirming', 
   let cancels = 0
   const app = setupApp('publisher', {
     routes: {
-      'GET /tasks/:id': () => ({ task: current, orders: [order(11)] }),
+      'GET /tasks/:id': () => ({ task: current, orders: [order(11)], orders_next_cursor: null }),
       'POST /tasks/:id/cancel': () => {
         cancels += 1
         current = task(1, { status: 'cancelled', slots_untaken: 0, slots_refunded: 2, take_deadline_at: null, funnel: funnel({ taken: 1, awaiting_review: 1, refunded_slots: 2 }) })
@@ -197,6 +197,32 @@ test('task detail lists orders and cancels the untaken slots after confirming', 
   assert.ok(!page.has('.cancel'))
   page.tap('.order-11')
   await page.waitFor(() => app.wx.navigations.some(n => n[1] === '/pages/order/review?id=11'))
+})
+
+test('a task with more orders than its detail lists shows the older ones a page at a time', async t => {
+  const asked = []
+  const app = setupApp('publisher', {
+    routes: {
+      'GET /tasks/:id': () => ({ task: task(1, { quantity: 300, funnel: funnel({ taken: 203, in_progress: 203 }) }), orders: [order(303), order(302)], orders_next_cursor: '302' }),
+      'GET /tasks/:id/orders': req => {
+        asked.push(Object.assign({ id: req.params.id }, req.query))
+        return req.query.cursor === '302' ? { items: [order(301), order(300)], next_cursor: '300' } : { items: [order(299)], next_cursor: null }
+      },
+    },
+  })
+  t.after(app.close)
+  const page = app.open('pages/task/detail', { id: '1' })
+  const text = await page.waitForText('订单 #302')
+  assert.match(text, /订单（203）/, 'the count is the task\'s, not the page\'s')
+  assert.match(text, /加载更早的订单/)
+  page.instance.onReachBottom()
+  await page.waitForText('订单 #300')
+  page.instance.onReachBottom()
+  await page.waitForText('订单 #299')
+  assert.ok(!/加载更早的订单/.test(page.text()), 'nothing more to load')
+  page.instance.onReachBottom()
+  assert.deepStrictEqual(asked.map(q => [q.id, q.cursor]), [['1', '302'], ['1', '300']])
+  assert.match(page.text(), /订单 #303[^]*#302[^]*#301[^]*#300[^]*#299/)
 })
 
 test('the review queue shows proofs as they arrive, live, and approves', async t => {

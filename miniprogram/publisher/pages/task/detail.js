@@ -1,12 +1,13 @@
-// One of my tasks: its funnel, its orders (tap one to review it), and cancelling the untaken
-// slots (refunded at once; running orders carry on). Live as slots are taken and orders move.
+// One of my tasks: its funnel, its orders (tap one to review it; the newest 200 come with the task,
+// older ones a page at a time at the bottom), and cancelling the untaken slots (refunded at once;
+// running orders carry on). Live as slots are taken and orders move.
 
 const { ctx, toast, showError, confirm, listen, debounce, pageLifetimes, navigate, dataset, errorText } = require('../../shared/ui')
 const { taskCard, orderCard } = require('../../shared/views')
 const { yuanText } = require('../../shared/money')
 
 Component({
-  data: { state: 'loading', errorText: '', id: 0, task: /** @type {any} */ ({}), quantity: 0, feeText: '', heldText: '', funnel: {}, orders: /** @type {any[]} */ ([]), canCancel: false, busy: false },
+  data: { state: 'loading', errorText: '', id: 0, task: /** @type {any} */ ({}), quantity: 0, feeText: '', heldText: '', funnel: {}, orders: /** @type {any[]} */ ([]), nextCursor: /** @type {string | null} */ (null), loadingMore: false, canCancel: false, busy: false },
   lifetimes: pageLifetimes,
   methods: {
     onLoad(query) {
@@ -36,10 +37,28 @@ Component({
           heldText: yuanText(t.held_fen),
           funnel: t.funnel,
           orders: d.orders.map(orderCard),
+          nextCursor: d.orders_next_cursor,
           canCancel: t.status === 'open' && t.slots_untaken > 0,
         })
       } catch (err) {
         this.setData({ state: 'error', errorText: errorText(err) })
+      }
+    },
+    onReachBottom() {
+      this.more()
+    },
+    async more() {
+      if (!this.data.nextCursor || this.data.loadingMore) return
+      this.setData({ loadingMore: true })
+      try {
+        const page = await ctx().api.get(`/tasks/${this.data.id}/orders`, { cursor: this.data.nextCursor, limit: 50 })
+        const known = new Set(this.data.orders.map(o => o.id))
+        const fresh = page.items.map(orderCard).filter(o => !known.has(o.id))
+        this.setData({ orders: this.data.orders.concat(fresh), nextCursor: page.next_cursor })
+      } catch (err) {
+        showError(err)
+      } finally {
+        this.setData({ loadingMore: false })
       }
     },
     async cancel() {
