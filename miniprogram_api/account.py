@@ -28,6 +28,7 @@ from models.withdrawals import Withdrawal
 from server.ratelimit import client_address, limit
 
 INVITE_PAGE = "pages/index/index"  # the page a shared invitation (link or Mini Program code) opens
+INVITEES_LISTED = 500  # GET /invitations lists the newest this many; its totals cover everyone
 
 
 @functools.cache
@@ -266,7 +267,8 @@ def account_blueprint(end: End) -> Blueprint:
         description=f"""
         Share `share_path` (`{INVITE_PAGE}?scene=<invite code>`) with onShareAppMessage, or draw a
         poster around the Mini Program code (GET /invitations/qrcode). A new user who opens either
-        and logs in for the first time is bound to me. Invitees newest first (at most 500).
+        and logs in for the first time is bound to me. Invitees newest first (at most 500; the totals
+        `invitees_count` and `referral_earned_fen` cover all of them).
         """,
     )
     @require(end)
@@ -276,8 +278,13 @@ def account_blueprint(end: End) -> Blueprint:
         rows = await db.fetch(
             "SELECT u.id, u.nickname, u.avatar, u.created_at, COALESCE(SUM(r.amount_fen), 0) AS earned FROM users u "
             "LEFT JOIN referral_rewards r ON r.invitee_id = u.id AND r.inviter_id = $1 "
-            "WHERE u.inviter_id = $1 GROUP BY u.id, u.nickname, u.avatar, u.created_at ORDER BY u.id DESC LIMIT 500",
-            u.id,
+            "WHERE u.inviter_id = $1 GROUP BY u.id, u.nickname, u.avatar, u.created_at ORDER BY u.id DESC LIMIT $2",
+            u.id, INVITEES_LISTED,
+        )
+        # The totals cover every invitee, not only the ones listed.
+        totals = await db.fetch_one(
+            "SELECT (SELECT COUNT(*) FROM users WHERE inviter_id = $1) AS n, "
+            "(SELECT COALESCE(SUM(amount_fen), 0) FROM referral_rewards WHERE inviter_id = $1) AS earned", u.id,
         )
         links = image_links(request)
         invitees = [{"id": r["id"], "nickname": r["nickname"], "avatar_url": links.url(r["avatar"]),
@@ -286,7 +293,8 @@ def account_blueprint(end: End) -> Blueprint:
             "invite_code": u.invite_code,
             "scene": u.invite_code,
             "share_path": f"{INVITE_PAGE}?scene={u.invite_code}",
-            "referral_earned_fen": sum(i["earned_fen"] for i in invitees),
+            "referral_earned_fen": int(totals["earned"]),
+            "invitees_count": int(totals["n"]),
             "invitees": invitees,
         })
 

@@ -494,7 +494,8 @@ class InvitationsOut(Out):
     invite_code: str
     scene: str = Field(description="the scene of my Mini Program code (GET /invitations/qrcode)")
     share_path: str = Field(description="the page a share opens, with the scene")
-    referral_earned_fen: Fen
+    referral_earned_fen: Fen = Field(description="what all my invitees have earned me, whether listed or not")
+    invitees_count: int = Field(ge=0, description="how many people I invited (`invitees` lists the newest 500)")
     invitees: list[Invitee]
 
 

@@ -87,6 +87,30 @@ async def test_inviters_see_their_invitees_avatars(live):
         assert invitee["id"] == bob.id and (await anonymous.get(invitee["avatar_url"])).status_code == 200
 
 
+async def test_the_invitation_totals_cover_every_invitee_also_beyond_the_ones_listed(live, monkeypatch):
+    from miniprogram_api import account
+    from models import orders, tasks
+    from models.users import User
+    from tests import personas as p
+
+    monkeypatch.setattr(account, "INVITEES_LISTED", 2)
+    dave = await live.login("worker", "dave")
+    bob, carl, erin = [await live.login("worker", n, invite_code=dave.user["invite_code"]) for n in ("bob", "carl", "erin")]
+    alice = await live.login("publisher", "alice")
+    await p.fund(await User.get(id=alice.id), 10_000)
+    task = await tasks.publish(alice.id, title="Scan", instructions="Scan the code", unit_price_fen=1_000, quantity=2)
+    for who in (bob, erin):  # each completes an order: dave earns 5 % of 10 yuan from each
+        o = await orders.take(task.id, who.id)
+        await orders.submit(o.id, who.id, proof_text="done")
+        await orders.approve(o.id, alice.id)
+    async with live.client(dave.token) as d:
+        inv = (await d.get("/api/v1/worker/invitations")).json()
+    assert [i["id"] for i in inv["invitees"]] == [erin.id, carl.id]  # the newest two
+    assert inv["invitees_count"] == 3
+    assert inv["referral_earned_fen"] == 2 * 1_000 * TEST_SETTINGS["worker_invite_bp"] // 10_000  # bob's too, though not listed
+    assert sum(i["earned_fen"] for i in inv["invitees"]) == 1_000 * TEST_SETTINGS["worker_invite_bp"] // 10_000
+
+
 # --- signed image links ------------------------------------------------------------------------------
 async def test_every_view_that_carries_an_image_carries_a_link_that_loads_without_a_token(live):
     alice, bob = await live.login("publisher", "alice"), await live.login("worker", "bob")

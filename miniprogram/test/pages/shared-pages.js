@@ -230,7 +230,7 @@ test('withdrawal history shows state, fee and reason, and updates live', async t
 test('invitations: code to copy, the share card carries the scene, the poster, invitees with what they earned', async t => {
   const app = setupApp(end, {
     routes: {
-      'GET /invitations': () => ({ invite_code: 'K7Q2MX', scene: 'K7Q2MX', share_path: 'pages/index/index?scene=K7Q2MX', referral_earned_fen: 48, invitees: [{ id: 4, nickname: '小红', joined_at: '2026-11-29T01:00:00Z', earned_fen: 48 }, { id: 5, nickname: '', joined_at: '2026-11-29T02:00:00Z', earned_fen: 0 }] }),
+      'GET /invitations': () => ({ invite_code: 'K7Q2MX', scene: 'K7Q2MX', share_path: 'pages/index/index?scene=K7Q2MX', referral_earned_fen: 48, invitees_count: 2, invitees: [{ id: 4, nickname: '小红', joined_at: '2026-11-29T01:00:00Z', earned_fen: 48 }, { id: 5, nickname: '', joined_at: '2026-11-29T02:00:00Z', earned_fen: 0 }] }),
     },
   })
   t.after(app.close)
@@ -253,6 +253,19 @@ test('invitations: code to copy, the share card carries the scene, the poster, i
   page.tap('.save')
   await page.waitFor(() => app.wx.toasts.includes('已保存到相册'))
   assert.strictEqual(app.wx.called('saveImageToPhotosAlbum')[0].filePath, '/tmp/poster-0.png')
+})
+
+test('invitations: the count and the total cover every invitee, also beyond the newest listed', async t => {
+  const app = setupApp(end, {
+    routes: {
+      'GET /invitations': () => ({ invite_code: 'K7Q2MX', scene: 'K7Q2MX', share_path: 'pages/index/index?scene=K7Q2MX', referral_earned_fen: 123456, invitees_count: 812, invitees: [{ id: 900, nickname: '小红', joined_at: '2026-11-29T01:00:00Z', earned_fen: 48 }] }),
+    },
+  })
+  t.after(app.close)
+  const page = app.open('pages/invite/index')
+  const text = await page.waitForText('K7Q2MX')
+  assert.match(text, /累计邀请奖励 ¥1234\.56/)
+  assert.match(text, /我邀请的人（812） 显示最近邀请的 1 人/)
 })
 
 test('profile: the nickname typed is saved, the avatar chosen is uploaded and set', async t => {

@@ -16,7 +16,7 @@ function ruleText(end, config) {
 }
 
 Component({
-  data: { state: 'loading', errorText: '', inviteCode: '', earnedText: '', invitees: /** @type {any[]} */ ([]), ruleText: '', posterShown: false, posterSrc: '', posterError: '' },
+  data: { state: 'loading', errorText: '', inviteCode: '', earnedText: '', inviteesCount: 0, invitees: /** @type {any[]} */ ([]), ruleText: '', posterShown: false, posterSrc: '', posterError: '' },
   lifetimes: pageLifetimes,
   methods: {
     onLoad() {
@@ -37,6 +37,7 @@ Component({
           state: 'ready',
           inviteCode: inv.invite_code,
           earnedText: yuanText(inv.referral_earned_fen),
+          inviteesCount: inv.invitees_count,
           ruleText: ruleText(ctx().end, config),
           invitees: inv.invitees.map(i => ({ id: i.id, nickname: i.nickname || '微信用户', joinedText: beijing(i.joined_at), earnedText: yuanText(i.earned_fen) })),
         })
