@@ -39,7 +39,7 @@ def check(args, spec: Spec, t) -> dict[str, str]:
 
 
 # How each parameter is labelled on its form (i18n keys the templates already use).
-LABELS = {"state": "State", "publisher": "Publisher #", "worker": "Worker #", "task": "Task #", "from": "From", "to": "To",
+LABELS = {"state": "State", "publisher": "Publisher #", "worker": "Worker #", "task": "Task #", "from": "From", "to": "To", "inviter": "Inviter",
           "actor_kind": "Who", "actor_id": "Actor #", "target_id": "Target #"}
 
 

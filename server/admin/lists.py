@@ -93,7 +93,10 @@ class Filters:
             user = await User.get_or_none(id=uid)
             self.named[name] = name_of({uid: user}, uid) if user else self.t("No such customer.")
             return [uid]
-        found = await User.filter(Q(nickname__icontains=value) | Q(invite_code=value.upper())).order_by("id").limit(MATCH_MAX)
+        match = Q(nickname__icontains=value)
+        if len(value) <= search.INVITE_CODE_MAX:  # a longer text is no invite code (and the ORM refuses to compare it)
+            match |= Q(invite_code=value.upper())
+        found = await User.filter(match).order_by("id").limit(MATCH_MAX)
         if not found:
             self.errors[name] = self.t("No customer is called “{v}”.", v=value)
         self._named(name, [(u.id, name_of({u.id: u}, u.id)) for u in found])
@@ -417,6 +420,8 @@ async def customers(request: Request, op):
         qs = qs.filter(end=end)
     if banned := f.choice("banned", {"yes", "no"}):
         qs = qs.filter(banned=banned == "yes")
+    if (inviters_of := await f.person("inviter")) is not None:  # the people they invited
+        qs = qs.filter(inviter_id__in=inviters_of)
     if f.choice("balance", {"yes"}):
         holders = Account.filter(kind__in=[AccountKind.AVAILABLE, AccountKind.WITHDRAWING], balance_fen__gt=0, user_id__not_isnull=True)
         qs = qs.filter(id__in=Subquery(holders.values("user_id")))

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 from tortoise.expressions import Q
 
+from models.users import User
 from server.admin import units
 
 MAX_QUERY = 64
+INVITE_CODE_MAX = User._meta.fields_map["invite_code"].max_length
 
 
 def customer_condition(q: str) -> Q | None:
@@ -24,7 +26,9 @@ def customer_condition(q: str) -> Q | None:
         return None
     # Chinese has no case: a plain LIKE reads the table several times faster than UPPER(...) LIKE.
     nickname = Q(nickname__icontains=q) if any(c.isascii() and c.isalpha() for c in q) else Q(nickname__contains=q)
-    cond = Q(invite_code=q.upper()) | nickname
+    cond = nickname
+    if len(q) <= INVITE_CODE_MAX:  # a longer text is no invite code (and the ORM refuses to compare it)
+        cond |= Q(invite_code=q.upper())
     if len(q) >= 3:  # an openid fragment shorter than that matches everybody
         cond |= Q(openid__contains=q)
     uid = units.parse_id(q)

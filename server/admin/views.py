@@ -49,6 +49,8 @@ log = logging.getLogger("market.admin")
 
 bp = Blueprint("admin", url_prefix="/admin", strict_slashes=False)
 bp.static("/static", str(STATIC), name="admin_static")
+INVITEES_SHOWN = 100  # on a customer's page; the customers list filtered by inviter has them all
+TASK_ORDERS_SHOWN = 500  # on a task's page (the first taken); the orders list filtered by task has them all
 
 PAGE_SIZE = 50
 LEDGER_ROWS = 50
@@ -483,7 +485,8 @@ async def _customer_page(request: Request, user_id: int, *, errors: dict[str, st
     tasks = await Task.filter(publisher_id=user_id).order_by("-id").limit(20)
     worker_orders = await Order.filter(worker_id=user_id).order_by("-id").limit(20)
     publisher_orders = await Order.filter(publisher_id=user_id).order_by("-id").limit(20)
-    invitees = await User.filter(inviter_id=user_id).order_by("-id").limit(100)
+    invitees = await User.filter(inviter_id=user_id).order_by("-id").limit(INVITEES_SHOWN)
+    invitees_count = await User.filter(inviter_id=user_id).count()
     earned = {
         r["invitee_id"]: r for r in await ReferralReward.filter(inviter_id=user_id)
         .annotate(total=Sum("amount_fen"), n=Count("id")).group_by("invitee_id").values("invitee_id", "total", "n")
@@ -496,6 +499,7 @@ async def _customer_page(request: Request, user_id: int, *, errors: dict[str, st
     return await show(
         request, "customer.html", status=status, user=user, inviter=inviter, balances=await ledger.user_balances(user_id), record=record,
         ledger_rows=rows, tasks=tasks, worker_orders=worker_orders, publisher_orders=publisher_orders, invitees=invitees,
+        invitees_count=invitees_count,
         earned=earned, referral_total=referral_total, referral_unsettled=int((unsettled[0]["s"] if unsettled else 0) or 0),
         withdrawals=user_withdrawals, errors=errors or {}, values=values or {}, request_id=request_id or uuid.uuid4().hex,
         repeat_of=repeat_of,
@@ -586,10 +590,10 @@ async def task_detail(request: Request, op: Operator, task_id: int):
         return await show(request, "error.html", status=404, title="Not found", message="No such task.")
     await orders.settle_due_tasks([task_id])  # its expiry and its orders' timers first
     task = await Task.get(id=task_id)
-    task_orders = await Order.filter(task_id=task_id).order_by("id").limit(500)
+    task_orders = await Order.filter(task_id=task_id).order_by("id").limit(TASK_ORDERS_SHOWN)
     history = await audit.history("task", task_id)
     actors = await _actor_names(history)
-    return await show(request, "task.html", task=task, orders=task_orders, history=history, actors=actors,
+    return await show(request, "task.html", task=task, orders=task_orders, orders_shown=TASK_ORDERS_SHOWN, history=history, actors=actors,
                       people=await _users({task.publisher_id} | {o.worker_id for o in task_orders}))
 
 

@@ -251,3 +251,53 @@ async def test_task_and_order_exports_settle_overdue_timers_of_their_rows_first(
     rows = rows_of((await as_operator.get("/admin/tasks", params={"format": "csv"})).content.decode("utf-8-sig"))
     line = dict(zip(rows[0], rows[1]))
     assert line["任务 ID"] == str(task.id) and line["状态"] == "已过期", line  # not 可接单
+
+
+@pytest.mark.asyncio
+async def test_a_customers_page_counts_every_invitee_and_leads_to_all_of_them_and_to_all_their_orders_and_tasks(as_operator, monkeypatch):
+    from server.admin import views
+    from tests import personas
+
+    monkeypatch.setattr(views, "INVITEES_SHOWN", 2)
+    dave = await personas.worker("dave")
+    invited = [await personas.worker(f"friend{i}", inviter=dave) for i in range(3)]
+    stranger = await personas.worker("stranger")
+    page = (await as_operator.get(f"/admin/customers/{dave.id}")).text
+    assert "被邀请人 (3)" in page and f'href="/admin/customers?inviter={dave.id}"' in page
+    listed = (await as_operator.get(f"/admin/customers?inviter={dave.id}")).text
+    for u in invited:
+        assert f'href="/admin/customers/{u.id}"' in listed
+    assert f'href="/admin/customers/{stranger.id}"' not in listed
+    by_name = (await as_operator.get("/admin/customers?inviter=dave")).text  # a nickname works too
+    assert all(f'href="/admin/customers/{u.id}"' in by_name for u in invited)
+    bad = await as_operator.get("/admin/customers?inviter=nobody-called-this")
+    assert bad.status_code == 400
+
+
+@pytest.mark.asyncio
+async def test_a_tasks_page_says_when_it_shows_only_the_first_orders_and_links_to_all(as_operator, monkeypatch):
+    from models import orders, tasks
+    from server.admin import views
+    from tests import personas
+
+    monkeypatch.setattr(views, "TASK_ORDERS_SHOWN", 2)
+    alice = await personas.publisher("alice", balance_fen=10_000)
+    task = await tasks.publish(alice.id, title="Scan", instructions="Scan the code", unit_price_fen=100, quantity=3)
+    for i in range(3):
+        await orders.take(task.id, (await personas.worker(f"w{i}")).id)
+    page = (await as_operator.get(f"/admin/tasks/{task.id}")).text
+    assert "仅显示最先接的 2 个订单" in page and f'href="/admin/orders?task={task.id}"' in page
+    assert (await as_operator.get(f"/admin/customers/{alice.id}")).text.count(f'href="/admin/tasks?publisher={alice.id}"') == 1
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("text", ["x" * 17, "W" * 64, "很长的名字" * 40, "7KQ2MXPA7KQ2MXPA7"])
+async def test_every_list_filter_takes_any_text_without_a_500(as_operator, text):
+    """A text longer than an invite code once reached the ORM's invite_code comparison (500)."""
+    await personas.worker("dave")
+    probes = [("/admin/customers", p) for p in ("q", "inviter")] + [("/admin/orders", p) for p in ("q", "publisher", "worker", "task")]
+    probes += [("/admin/tasks", p) for p in ("q", "publisher")] + [("/admin/audit", p) for p in ("actor", "actor_id", "target_id")]
+    probes += [("/admin/withdrawals", p) for p in ("customer", "user", "q")]
+    for path, param in probes:
+        r = await as_operator.get(path, params={param: text})
+        assert r.status_code in (200, 400), (path, param, r.status_code)

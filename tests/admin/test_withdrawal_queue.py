@@ -298,6 +298,6 @@ async def test_a_payout_wechat_paid_after_its_money_was_returned_is_shown_to_ope
     poll = (await as_operator.get("/admin/dashboard.json")).json()
     assert poll["values"]["payouts_not_recorded"] == "1" and poll["alerts"]["payouts_not_recorded"] is True
     page = await as_operator.get("/admin/reconciliation")
-    assert f'id="difference-{difference.id}"' in page.text and "paid_after_return" in page.text
+    assert f'id="difference-{difference.id}"' in page.text and "WeChat paid after we returned the money" in page.text
     assert await personas.available(bob) == 20_000  # the books keep what we decided
     await personas.assert_books_clean()
