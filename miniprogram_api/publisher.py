@@ -161,6 +161,31 @@ async def publish(request: Request, session: Session):
     return json(view, status=status)
 
 
+@bp.get("/overview")
+@doc(
+    "My home's figures: money in escrow, tasks running, what waits for me", tag=TAG, ok=S.PublisherOverviewOut,
+    description="Counted over all my tasks (the lists are paged; these totals are not). Due timers are applied first.",
+)
+@require(End.PUBLISHER)
+async def overview(request: Request, session: Session):
+    from models import db
+
+    uid = session.user.id
+    await orders.settle_due_for(uid)
+    tasks_row = await db.fetch_one(
+        "SELECT COALESCE(SUM((slots_untaken + orders_live) * (unit_price_fen + fee_fen)), 0) AS held, "
+        "COALESCE(SUM(CASE WHEN status IN ('open', 'full') THEN 1 ELSE 0 END), 0) AS running "
+        "FROM tasks WHERE publisher_id = $1", uid,
+    )
+    orders_row = await db.fetch_one(
+        "SELECT COALESCE(SUM(CASE WHEN status = 'awaiting_review' THEN 1 ELSE 0 END), 0) AS review, "
+        "COALESCE(SUM(CASE WHEN status = 'appealing' AND answered_at IS NULL THEN 1 ELSE 0 END), 0) AS answer "
+        "FROM orders WHERE publisher_id = $1 AND status IN ('awaiting_review', 'appealing')", uid,
+    )
+    return json({"held_fen": int(tasks_row["held"]), "running_tasks": int(tasks_row["running"]),
+                 "awaiting_review": int(orders_row["review"]), "appeals_to_answer": int(orders_row["answer"])})
+
+
 @bp.get("/tasks")
 @doc(
     "My tasks, newest first, each with its funnel", tag=TAG, ok=S.PublisherTaskPage, query=(q_status(TaskStatus), *PAGE_QUERY),

@@ -359,6 +359,15 @@ class PublisherOrderOut(OrderOut):
     worker_record: WorkerRecord
 
 
+class PublisherOverviewOut(Out):
+    """My home's figures, over all my tasks."""
+
+    held_fen: Fen = Field(description="in escrow for all my tasks: (untaken slots + live orders) × (P + F), summed")
+    running_tasks: int = Field(ge=0, description="my tasks `open` or `full`")
+    awaiting_review: int = Field(ge=0, description="orders of my tasks waiting for my review (GET /publisher/orders?need=review)")
+    appeals_to_answer: int = Field(ge=0, description="appeals I have not answered (GET /publisher/orders?need=answer)")
+
+
 class TaskDetailOut(Out):
     """One of my tasks with its orders (newest first, at most 200)."""
 

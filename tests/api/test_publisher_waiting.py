@@ -132,3 +132,42 @@ async def test_the_list_refuses_what_it_does_not_know_and_shows_nobody_elses_ord
     wk = await live.login("worker", "dan")
     async with live.client(wk.token) as c:
         assert (await c.get(WAITING)).status_code == 403
+
+
+async def test_the_overview_counts_over_all_my_tasks_and_its_escrow_is_the_ledgers(live):
+    from models.ledger import AccountKind
+
+    pub = await live.login("publisher", "alice")
+    await p.fund(await User.get(id=pub.id), 1_000_000)
+    w1, w2 = [await User.get(id=(await live.login("worker", n)).id) for n in ("bob", "dan")]
+    many = [await _publish(pub.id, f"task {i}", quantity=2) for i in range(60)]  # more than a page of tasks
+    reviewed = await orders.take(many[0].id, w1.id)
+    await orders.submit(reviewed.id, w1.id, proof_text="done")
+    appealed = await orders.take(many[1].id, w2.id)
+    await orders.submit(appealed.id, w2.id, proof_text="done")
+    await orders.reject(appealed.id, pub.id, reason="the photo is blurry and unreadable")
+    await orders.appeal(appealed.id, w2.id, reason="it was sharp")
+    await tasks.cancel(many[2].id, pub.id)  # its slots come back: nothing held, not running
+
+    async with live.client(pub.token) as c:
+        r = await c.get("/api/v1/publisher/overview")
+        assert r.status_code == 200, r.text
+        o = r.json()
+        listed = await _walk_tasks(c)
+    assert len(listed) == 60
+    assert o["running_tasks"] == sum(t["status"] in ("open", "full") for t in listed) == 59
+    assert o["held_fen"] == sum(t["held_fen"] for t in listed) == await p.platform(AccountKind.ESCROW)
+    assert (o["awaiting_review"], o["appeals_to_answer"]) == (1, 1)
+    await appeals.answer(appealed.id, pub.id, text="the QR code is not in the photo")
+    async with live.client(pub.token) as c:
+        assert (await c.get("/api/v1/publisher/overview")).json()["appeals_to_answer"] == 0
+
+
+async def _walk_tasks(c) -> list[dict]:
+    out, cursor = [], None
+    while True:
+        page = (await c.get("/api/v1/publisher/tasks", params={"limit": 50} | ({"cursor": cursor} if cursor else {}))).json()
+        out += page["items"]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return out

@@ -41,9 +41,4 @@ async function loadWork(api, options = {}) {
   return { review: review.items, appeals: answer, more: review.more || appeals.more }
 }
 
-/** @returns {Promise<Array<import('../../types/models').PublisherOrder>>} */
-async function loadReviewQueue(api) {
-  return (await loadWork(api)).review
-}
-
-module.exports = { loadReviewQueue, loadWork }
+module.exports = { loadWork }

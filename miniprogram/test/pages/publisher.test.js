@@ -21,14 +21,15 @@ test('home shows balances, running tasks and how many orders wait for review, li
     routes: {
       'GET /wallet': () => wallet(20000),
       'GET /tasks': req => ({ items: req.query.status === 'full' ? [] : tasks, next_cursor: null }),
-      'GET /orders': req => ({ items: req.query.need === 'review' ? [order(11)] : [], next_cursor: null }),
+      'GET /overview': () => ({ held_fen: 123456, running_tasks: 73, awaiting_review: 1, appeals_to_answer: 2 }),
     },
   })
   t.after(app.close)
   const home = app.open('pages/index/index')
   const text = await home.waitForText('¥200.00')
-  assert.match(text, /冻结在任务中 ¥33\.00/)
-  assert.match(text, /1 进行中的任务 1 待审核订单/)
+  // The totals are the server's over all my tasks, not sums over the tasks listed.
+  assert.match(text, /冻结在任务中 ¥1234\.56/)
+  assert.match(text, /73 进行中的任务 1 待审核订单 2 待回应申诉/)
   assert.match(text, /任务1 ¥10\.00 · 剩余 2\/3 · 待审核 1/)
   await home.waitFor(() => app.ctx.live.state === 'open')
   tasks = [task(2, { title: '新任务', funnel: funnel() }), task(1)]

@@ -3,10 +3,9 @@
 
 const { ctx, listen, debounce, pageLifetimes, navigate, dataset, errorText } = require('../../shared/ui')
 const { yuanText } = require('../../shared/money')
-const { loadReviewQueue } = require('../../lib/review-queue')
 
 Component({
-  data: { state: 'loading', errorText: '', availableText: '', heldText: '', withdrawingText: '', runningCount: 0, reviewCount: 0, running: /** @type {any[]} */ ([]) },
+  data: { state: 'loading', errorText: '', availableText: '', heldText: '', withdrawingText: '', runningCount: 0, reviewCount: 0, appealsCount: 0, running: /** @type {any[]} */ ([]) },
   lifetimes: pageLifetimes,
   methods: {
     onLoad() {
@@ -23,21 +22,22 @@ Component({
     async load() {
       try {
         await ctx().ready()
-        const [wallet, open, full] = await Promise.all([
+        // The totals come from the server over all my tasks; the list shows the newest running ones.
+        const [wallet, overview, open, full] = await Promise.all([
           ctx().api.get('/wallet'),
-          ctx().api.get('/tasks', { status: 'open', limit: 50 }),
-          ctx().api.get('/tasks', { status: 'full', limit: 50 }),
+          ctx().api.get('/overview'),
+          ctx().api.get('/tasks', { status: 'open', limit: 5 }),
+          ctx().api.get('/tasks', { status: 'full', limit: 5 }),
         ])
-        const running = open.items.concat(full.items)
-        const held = running.reduce((sum, t) => sum + (t.held_fen || 0), 0)
-        const count = (await loadReviewQueue(ctx().api)).length
+        const running = open.items.concat(full.items).sort((a, b) => b.id - a.id)
         this.setData({
           state: 'ready',
           availableText: yuanText(wallet.available_fen),
           withdrawingText: yuanText(wallet.withdrawing_fen),
-          heldText: yuanText(held),
-          runningCount: running.length,
-          reviewCount: count,
+          heldText: yuanText(overview.held_fen),
+          runningCount: overview.running_tasks,
+          reviewCount: overview.awaiting_review,
+          appealsCount: overview.appeals_to_answer,
           running: running.slice(0, 5).map(t => ({ id: t.id, title: t.title, priceText: yuanText(t.unit_price_fen), slotsUntaken: t.slots_untaken, quantity: t.quantity, awaiting: t.funnel.awaiting_review, takeDeadline: t.status === 'open' ? t.take_deadline_at : '' })),
         })
       } catch (err) {
