@@ -82,6 +82,11 @@ def _print_wave(label: str, results: list[tuple[int, str, float]], seconds: floa
     print(f"{label}: {len(results)} requests in {seconds:.2f} s ({len(results) / seconds:.0f}/s); statuses {dict(statuses)}; "
           f"codes {dict(codes)}")
     print(f"   latency p50 {percentile(lat, 50):.1f} ms, p99 {p99:.1f} ms, max {lat[-1]:.1f} ms; market_take calls in PostgreSQL: {calls}")
+    for who, group in (("winners", [r for r in results if r[0] == 201]), ("losers", [r for r in results if r[0] != 201])):
+        if group:
+            g = sorted(r[2] * 1000 for r in group)
+            print(f"   {who}: {len(g)}, p50 {percentile(g, 50):.1f} ms, p99 {percentile(g, 99):.1f} ms, max {g[-1]:.1f} ms; "
+                  f"slower than {TARGET_P99_MS:.0f} ms: {sum(v > TARGET_P99_MS for v in g)}")
     print(f"   {cpu.text()}")
     return p99
 
