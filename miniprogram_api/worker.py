@@ -16,7 +16,7 @@ from models.errors import AlreadyDecided, AppealsPaused, SlotTaken, TaskNotFound
 from models.orders import Order, OrderStatus
 from models.tasks import Task, TaskStatus
 from models.users import End
-from server import metrics, soldout
+from server import metrics, soldout, takelanes
 from server.ratelimit import limit
 
 bp = Blueprint("mp_worker", url_prefix="/api/v1/worker")
@@ -125,10 +125,16 @@ async def take(request: Request, session: Session, task_id: int):
     if marks is not None and await marks.is_marked(task_id):  # the last slot is gone: no database call
         metrics.take_lost_early(SlotTaken.code)
         raise SlotTaken()
+    lanes = takelanes.lanes_of(request.app)
     try:
-        order = await metrics.count_take(orders.take(task_id, session.user_id, token_version=session.token_version))
+        call = lambda: metrics.count_take(orders.take(task_id, session.user_id, token_version=session.token_version))  # noqa: E731
+        # One take of the task at a time from this process; those queued behind the take that
+        # emptied the task are answered with it (server/takelanes.py).
+        order = await (lanes.take(task_id, call, lambda o: o.slots_left == 0) if lanes is not None else call())
     except SlotTaken as lost:
-        if marks is not None and getattr(lost, "sold_out", False):
+        if getattr(lost, "in_lane", False):  # answered by the take before it in the lane
+            metrics.take_lost_early(SlotTaken.code)
+        elif marks is not None and getattr(lost, "sold_out", False):
             await marks.mark(task_id)
         raise
     if marks is not None and order.slots_left == 0:  # this take emptied the task
@@ -206,8 +212,10 @@ async def submit(request: Request, session: Session, order_id: int):
 async def abandon(request: Request, session: Session, order_id: int):
     await limit(request, "write", str(session.user.id))
     order = await orders.abandon(order_id, session.user.id)
-    marks = soldout.marks_of(request.app)
-    if marks is not None:  # the slot may have come back to the hall
+    marks, lanes = soldout.marks_of(request.app), takelanes.lanes_of(request.app)
+    if lanes is not None:  # the slot may have come back to the hall
+        lanes.slot_returned(order.task_id)
+    if marks is not None:
         await marks.clear(order.task_id)
     return await _respond(request, order)
 
