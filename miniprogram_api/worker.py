@@ -127,14 +127,12 @@ async def take(request: Request, session: Session, task_id: int):
         raise SlotTaken()
     lanes = takelanes.lanes_of(request.app)
     try:
-        call = lambda: metrics.count_take(orders.take(task_id, session.user_id, token_version=session.token_version))  # noqa: E731
-        # One take of the task at a time from this process; those queued behind the take that
-        # emptied the task are answered with it (server/takelanes.py).
-        order = await (lanes.take(task_id, call, lambda o: o.slots_left == 0) if lanes is not None else call())
+        # Through the task's lane: this process's takes of one task go one database call at a
+        # time, grouped when several wait (server/takelanes.py).
+        order = await metrics.count_take(lanes.take(task_id, session.user_id, session.token_version) if lanes is not None
+                                         else orders.take(task_id, session.user_id, token_version=session.token_version))
     except SlotTaken as lost:
-        if getattr(lost, "in_lane", False):  # answered by the take before it in the lane
-            metrics.take_lost_early(SlotTaken.code)
-        elif marks is not None and getattr(lost, "sold_out", False):
+        if marks is not None and getattr(lost, "sold_out", False) and not getattr(lost, "in_lane", False):
             await marks.mark(task_id)
         raise
     if marks is not None and order.slots_left == 0:  # this take emptied the task

@@ -365,8 +365,13 @@ async def take(task_id: int, worker_id: int, *, token_version: int | None = None
         raise  # _why_take_lost always raises; this line is for type checkers
     except IntegrityError:  # unique (task, worker): this worker already holds an order of the task
         raise AlreadyTookTask() from None
+    return _taken(row, task_id, worker_id, now)
+
+
+def _taken(row, task_id: int, worker_id: int, now: dt.datetime) -> Order:
+    """The order a take's row describes, as if read back: all columns, no ORM bookkeeping per attribute."""
     deadline = row["submit_deadline_at"]
-    order = Order._init_from_db(  # as if read back: all columns, no ORM bookkeeping per attribute
+    order = Order._init_from_db(
         **_UNSET_AT_TAKE, id=row["id"], task_id=task_id, worker_id=worker_id, publisher_id=row["publisher_id"],
         status=OrderStatus.IN_PROGRESS.value, unit_price_fen=row["unit_price_fen"], fee_fen=row["fee_fen"],
         worker_invite_bp=row["worker_invite_bp"], publisher_invite_bp=row["publisher_invite_bp"],
@@ -379,6 +384,51 @@ async def take(task_id: int, worker_id: int, *, token_version: int | None = None
     # Slots left after this take, when the take's statement says (None: unknown), for the sold-out mark.
     order.slots_left = row["slots_untaken"] if "slots_untaken" in row.keys() else None
     return order
+
+
+TAKE_BATCH_MAX = 48  # takes per batch: each is a subtransaction, and PostgreSQL tracks 64 per backend cheaply
+_TAKE_BATCH_SQL = "SELECT * FROM market_take_batch($1, $2, $3, $4, $5)"  # migration 0019
+
+
+async def take_batch(task_id: int, takers: list[tuple[int, int | None]]) -> list[Order | DomainError]:
+    """Several workers' takes of one task in one database call and one commit (server/takelanes.py):
+    for each (worker_id, token_version), in order, its order or the DomainError its take lost with.
+
+    PostgreSQL: `market_take_batch` runs `market_take` for each in its own subtransaction, after
+    locking all the workers' rows in id order; what a take writes, and why it loses, are exactly
+    those of `take`. SQLite (one writer at a time anyway): `take` for each, one after another.
+    """
+    if len(takers) > TAKE_BATCH_MAX:
+        raise ValueError(f"at most {TAKE_BATCH_MAX} takes per batch")
+    if not db.is_postgres():
+        results: list[Order | DomainError] = []
+        for worker_id, token_version in takers:
+            try:
+                results.append(await take(task_id, worker_id, token_version=token_version))
+            except DomainError as lost:
+                results.append(lost)
+        return results
+    s = await market_settings.current()
+    now = clock.now()
+    rows = await db.fetch_postgres(_TAKE_BATCH_SQL, task_id, [w for w, _ in takers], [v for _, v in takers],
+                                   s.max_orders_in_progress, now)
+    results = []
+    for (worker_id, token_version), row in zip(takers, rows, strict=True):
+        lost = row["lost"]
+        if lost is None:
+            results.append(_taken(row, task_id, worker_id, now))
+        elif lost == "full":  # every slot is gone: no need to ask why
+            full = SlotTaken()
+            full.sold_out = True
+            results.append(full)
+        elif lost == "already":
+            results.append(AlreadyTookTask())
+        else:
+            try:
+                await _why_take_lost(lost, task_id, worker_id, s.max_orders_in_progress, token_version)
+            except DomainError as why:
+                results.append(why)
+    return results
 
 
 async def _take_postgres(task_id: int, worker_id: int, token_version: int | None, limit: int, now: dt.datetime):

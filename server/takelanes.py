@@ -1,99 +1,147 @@
-"""Take lanes: one take of a task at a time from each server process (issue 12 item 5).
+"""Take lanes: a task's takes go from each server process to PostgreSQL one call at a time, several
+takes per call when several wait (issue 12 item 5, the flash crowd).
 
 Every take of a task updates that task's one row, so PostgreSQL runs them one after another
 whatever their number. Sent all at once (a flash crowd: hundreds of connections clicking one
 task), they queue inside PostgreSQL on the row's lock, and that queue moves far slower than the
 same takes sent one by one: measured on this 2-core machine, 100 takes of one task over 40
 connections took 500–800 ms, over one connection 160–200 ms (each waiter wakes, re-checks the
-row, takes the lock queue's next turn). So each process keeps its own queue per task:
+row, takes the lock queue's next turn), and a busy server adds an event-loop turn to every step.
+So each process keeps one lane per task:
 
-1. A take whose task has no take in flight from this process goes straight to the database (an
-   uncontended take pays nothing: no wait, no Redis, no extra query).
-2. Otherwise it waits for its turn in this process's lane for the task (FIFO); at most one take
-   per task per process is in PostgreSQL, so with N processes at most N wait on the row.
-3. A take whose result says it emptied the task (or that PostgreSQL refused because the task was
-   full) answers every take queued behind it in the lane `slot_taken` at once, without the
-   database: they asked while the last slot was being taken. Only takes queued at that moment,
-   and only for `SOLD_OUT_S` seconds: a slot that comes back (an abandon) is seen by the next
-   take that reaches the database. An abandon in this process also clears it at once.
-4. A lane is forgotten as soon as nobody is in it: no state outlives a burst.
+1. A take whose task has nothing in flight from this process goes straight to the database as
+   itself (`orders.take`): an uncontended take pays nothing, no wait, no extra round trip.
+2. Takes that arrive while the lane's call is in flight wait in the lane (FIFO). When the call
+   returns, all of them (up to `orders.TAKE_BATCH_MAX`) go as ONE call, `orders.take_batch`: one
+   commit for all, each take its own subtransaction, so each wins or loses exactly as alone.
+   With N processes at most N calls wait on the task's row, and a crowd of 100 takes is a few
+   calls, not 100 lock hand-overs.
+3. A call whose result says the task is now full (a take emptied it, or lost because it was full)
+   answers every take still waiting in the lane `slot_taken` at once, without the database: they
+   asked before the last slot went. An abandon in this process lets them through instead.
+4. A lane is forgotten as soon as it is empty: no state outlives a burst.
 
-The database still decides every winner: a lane only orders this process's takes of a task and
-turns away, early, takes that would meet a full task. Other tasks' takes never wait for a lane.
+The database decides every winner: a lane only orders and groups this process's takes of a task,
+and turns away early the takes that would meet a full task. Other tasks' takes never wait for it.
+A take whose request is cancelled while it waits leaves the lane; once its call is sent it runs
+(as a take whose client hung up always did) and its result is dropped.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+import logging
+from collections import deque
 
-from models.errors import SlotTaken
+from models import orders
+from models.errors import DomainError, SlotTaken
+from models.orders import Order
 
-T = TypeVar("T")
-SOLD_OUT_S = 3.0  # as the sold-out mark's TTL (server/soldout.py)
+log = logging.getLogger("market.takelanes")
 
 
 class _Lane:
-    __slots__ = ("lock", "users", "sold_out_at", "sold_out_turn", "turns")
+    __slots__ = ("waiting", "running", "returned")
 
     def __init__(self) -> None:
-        self.lock = asyncio.Lock()  # FIFO: waiters get the lock in the order they asked
-        self.users = 0  # takes queued or running
-        self.turns = 0  # takes that entered the lane so far
-        self.sold_out_at = 0.0  # monotonic time of the last "task emptied" result, 0 = none
-        self.sold_out_turn = 0  # takes that entered before that result are answered by it
+        self.waiting: deque[tuple[int, int | None, asyncio.Future]] = deque()
+        self.running = False
+        self.returned = False  # a slot came back while the call was in flight
+
+
+def _full(result: Order | BaseException) -> bool:
+    if isinstance(result, Order):
+        return result.slots_left == 0
+    return isinstance(result, SlotTaken) and getattr(result, "sold_out", False)
+
+
+def _sold_out() -> SlotTaken:
+    lost = SlotTaken()
+    lost.sold_out, lost.in_lane = True, True  # in_lane: no database call, the caller need not mark it again
+    return lost
 
 
 class TakeLanes:
-    def __init__(self) -> None:
+    def __init__(self, batch_max: int = orders.TAKE_BATCH_MAX) -> None:
         self._lanes: dict[int, _Lane] = {}
+        self._batch_max = batch_max
+        self._drivers: set[asyncio.Task] = set()  # referenced while they run
+        self.calls = 0  # database calls made (for tests and the benchmark)
 
-    def queued(self, task_id: int) -> int:
-        """Takes of the task queued or running in this process (for tests and metrics)."""
+    def waiting(self, task_id: int) -> int:
+        """Takes of the task waiting in this process's lane (not counting the call in flight)."""
         lane = self._lanes.get(task_id)
-        return 0 if lane is None else lane.users
+        return 0 if lane is None else len(lane.waiting)
 
-    async def take(self, task_id: int, call: Callable[[], Awaitable[T]], emptied: Callable[[T], bool]) -> T:
-        """Run `call` (the take) in the task's lane. `emptied(result)` says whether it took the
-        task's last slot; a SlotTaken with `sold_out` says the task was full."""
+    async def take(self, task_id: int, worker_id: int, token_version: int | None) -> Order:
+        """`orders.take(task_id, worker_id, token_version=...)`, through the task's lane."""
         lane = self._lanes.get(task_id)
         if lane is None:
             lane = self._lanes[task_id] = _Lane()
-        lane.users += 1
-        lane.turns += 1
-        my_turn = lane.turns
-        try:
-            async with lane.lock:
-                if my_turn <= lane.sold_out_turn and time.monotonic() - lane.sold_out_at < SOLD_OUT_S:
-                    lost = SlotTaken()
-                    lost.sold_out, lost.in_lane = True, True  # no database call: the caller need not mark it again
-                    raise lost
-                try:
-                    result = await call()
-                except SlotTaken as lost:
-                    if getattr(lost, "sold_out", False):
-                        self._sold_out(lane)
-                    raise
-                if emptied(result):
-                    self._sold_out(lane)
-                return result
-        finally:
-            lane.users -= 1
-            if lane.users == 0 and self._lanes.get(task_id) is lane:
-                del self._lanes[task_id]
-
-    @staticmethod
-    def _sold_out(lane: _Lane) -> None:
-        lane.sold_out_at = time.monotonic()
-        lane.sold_out_turn = lane.turns  # everybody queued now
+        future = asyncio.get_running_loop().create_future()
+        lane.waiting.append((worker_id, token_version, future))
+        if not lane.running:
+            lane.running = True
+            driver = asyncio.ensure_future(self._drive(task_id, lane))
+            self._drivers.add(driver)
+            driver.add_done_callback(self._drivers.discard)
+        return await future  # cancelled: the future is, and the lane skips it
 
     def slot_returned(self, task_id: int) -> None:
-        """A slot of the task came back (an abandon in this process): queued takes go to the database."""
+        """A slot of the task came back (an abandon in this process): waiting takes go to the database."""
         lane = self._lanes.get(task_id)
         if lane is not None:
-            lane.sold_out_turn = 0
+            lane.returned = True
+
+    async def _drive(self, task_id: int, lane: _Lane) -> None:
+        try:
+            while lane.waiting:
+                batch = []
+                while lane.waiting and len(batch) < self._batch_max:
+                    item = lane.waiting.popleft()
+                    if not item[2].done():  # not cancelled meanwhile
+                        batch.append(item)
+                if not batch:
+                    continue
+                lane.returned = False
+                results = await self._call(task_id, batch)
+                for (_, _, future), result in zip(batch, results):
+                    if not future.done():
+                        if isinstance(result, BaseException):
+                            future.set_exception(result)
+                        else:
+                            future.set_result(result)
+                if any(_full(r) for r in results) and not lane.returned:
+                    while lane.waiting:  # they asked before the last slot went
+                        _, _, future = lane.waiting.popleft()
+                        if not future.done():
+                            future.set_exception(_sold_out())
+        except BaseException as e:  # noqa: BLE001 - cancelled (shutdown) or a bug: nobody is left waiting
+            while lane.waiting:
+                _, _, future = lane.waiting.popleft()
+                if not future.done():
+                    future.set_exception(e if isinstance(e, Exception) else RuntimeError("take lane stopped"))
+            if not isinstance(e, Exception):
+                raise
+            log.exception("take lane of task %s failed", task_id)
+        finally:
+            lane.running = False
+            if self._lanes.get(task_id) is lane and not lane.waiting:
+                del self._lanes[task_id]
+
+    async def _call(self, task_id: int, batch: list) -> list[Order | BaseException]:
+        """One database call for the batch; an error of the call is every take's answer."""
+        self.calls += 1
+        try:
+            if len(batch) == 1:
+                worker_id, token_version, _ = batch[0]
+                try:
+                    return [await orders.take(task_id, worker_id, token_version=token_version)]
+                except DomainError as lost:
+                    return [lost]
+            return list(await orders.take_batch(task_id, [(w, v) for w, v, _ in batch]))
+        except Exception as e:  # noqa: BLE001 - the database failed: each take fails as it would alone
+            return [e] * len(batch)
 
 
 def lanes_of(app) -> TakeLanes | None:

@@ -140,9 +140,61 @@ $fn$
 """
 
 
+BATCH_FUNCTION = r"""
+CREATE OR REPLACE FUNCTION market_take_batch(
+    p_task bigint, p_workers bigint[], p_token_versions integer[], p_max_in_progress integer, p_now timestamptz
+) RETURNS TABLE (
+    worker_id bigint, lost text,
+    id bigint, submit_deadline_at timestamptz, publisher_id bigint, unit_price_fen bigint, fee_fen bigint,
+    worker_invite_bp integer, publisher_invite_bp integer, worker_inviter_id bigint,
+    publisher_inviter_id bigint, review_window_s integer, appeal_window_s integer,
+    title varchar, instructions text, attachment_kind varchar, attachment varchar, push_ids bigint[],
+    slots_untaken integer
+) LANGUAGE plpgsql AS $fn$
+#variable_conflict use_column
+DECLARE
+    i integer;
+    v_full boolean := false;
+BEGIN
+    -- 1. The workers' rows first, all of them, in id order: the batch then holds its task's row
+    --    without ever waiting for another row (no deadlock with another batch, a single take, or
+    --    a sweep that holds a worker's row and wants the task's).
+    PERFORM 1 FROM users u WHERE u.id = ANY(p_workers) ORDER BY u.id FOR NO KEY UPDATE;
+    -- 2. Each take as its own subtransaction: a lost take rolls back alone. Once the task is
+    --    full, the rest lose without running.
+    FOR i IN 1 .. coalesce(array_length(p_workers, 1), 0) LOOP
+        worker_id := p_workers[i];
+        IF v_full THEN
+            lost := 'full';
+            RETURN NEXT;
+            CONTINUE;
+        END IF;
+        BEGIN
+            RETURN QUERY SELECT p_workers[i], NULL::text, m.*
+                FROM market_take(p_task, p_workers[i], p_token_versions[i], p_max_in_progress, p_now) m;
+        EXCEPTION
+            WHEN SQLSTATE 'MKT01' THEN
+                lost := 'worker';
+                RETURN NEXT;
+            WHEN SQLSTATE 'MKT02' THEN
+                SELECT k.slots_untaken = 0 OR k.status IN ('full', 'finished') INTO v_full FROM tasks k WHERE k.id = p_task;
+                v_full := coalesce(v_full, false);
+                lost := CASE WHEN v_full THEN 'full' ELSE 'task' END;
+                RETURN NEXT;
+            WHEN unique_violation THEN
+                lost := 'already';
+                RETURN NEXT;
+        END;
+    END LOOP;
+END
+$fn$
+"""
+
+
 async def create_function(apps, schema_editor) -> None:
     if schema_editor.DIALECT == "postgres":
         await schema_editor.client.execute_script(TAKE_FUNCTION)  # same arguments and result: in place
+        await schema_editor.client.execute_script(BATCH_FUNCTION)
 
 
 async def restore_function(apps, schema_editor) -> None:
@@ -150,7 +202,8 @@ async def restore_function(apps, schema_editor) -> None:
         import importlib
 
         old = importlib.import_module("models.migrations.0014_fair_records").TAKE_FUNCTION
-        await schema_editor.client.execute_script(old)
+        await schema_editor.client.execute_script(
+            "DROP FUNCTION IF EXISTS market_take_batch(bigint, bigint[], integer[], integer, timestamptz);\n" + old)
 
 
 class Migration(migrations.Migration):

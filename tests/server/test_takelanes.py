@@ -1,0 +1,126 @@
+"""Take lanes (server/takelanes.py): a process's takes of one task go one database call at a time,
+grouped when several wait; those queued behind the call that emptied the task lose without the
+database; a slot that comes back lets them through. Runs on both backends (SQLite: the batch
+is takes one after another), against the real domain calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from models import orders
+from models.errors import SlotTaken
+from models.orders import Order
+from models.tasks import Task, TaskStatus
+from server.takelanes import TakeLanes
+from tests import personas as p
+from tests.models.test_races import SLOT, books_clean, publish, workers
+
+pytestmark = pytest.mark.asyncio
+
+
+async def answers(lanes: TakeLanes, task_id: int, crew) -> list:
+    return await asyncio.gather(*(lanes.take(task_id, w.id, None) for w in crew), return_exceptions=True)
+
+
+async def test_a_crowd_in_one_process_goes_in_batches_and_the_rest_lose_without_the_database(database):
+    alice = await p.publisher("alice", balance_fen=3 * SLOT)
+    task = await publish(alice, quantity=3)
+    crew = await workers(12)
+    lanes = TakeLanes(batch_max=2)
+
+    results = await answers(lanes, task.id, crew)
+
+    won = [r for r in results if isinstance(r, Order)]
+    assert [r.worker_id for r in won] == [w.id for w in crew[:3]]  # first come, first served
+    assert all(isinstance(r, SlotTaken) for r in results[3:]), results
+    # Call 1: two takes, both win. Call 2: two takes, one wins, one meets the full task. The
+    # eight still queued lose in the lane: no third call.
+    assert lanes.calls == 2
+    assert [getattr(r, "in_lane", False) for r in results[3:]] == [False] + [True] * 8
+    assert lanes.waiting(task.id) == 0 and task.id not in lanes._lanes  # nothing outlives the burst
+    assert await Order.filter(task_id=task.id).count() == 3
+    assert (await Task.get(id=task.id)).status == TaskStatus.FULL
+    await books_clean()
+
+
+async def test_a_slot_that_comes_back_while_takes_wait_lets_them_through_to_the_database(database, monkeypatch):
+    alice = await p.publisher("alice", balance_fen=SLOT)
+    task = await publish(alice, quantity=1)
+    bob, charlie, dave = await workers(3)
+    lanes = TakeLanes(batch_max=1)  # one take per call
+    real_take = orders.take
+
+    async def take_then_give_back(task_id, worker_id, **kw):
+        order = await real_take(task_id, worker_id, **kw)  # empties the task...
+        if worker_id == bob.id:
+            await orders.abandon(order.id, bob.id)  # ...and Bob gives the slot back at once
+            lanes.slot_returned(task_id)
+        return order
+
+    monkeypatch.setattr(orders, "take", take_then_give_back)
+    results = await answers(lanes, task.id, [bob, charlie, dave])
+
+    assert isinstance(results[0], Order) and results[0].slots_left == 0
+    # Charlie and Dave waited behind Bob's emptying take, yet Charlie went to the database and
+    # won the slot Bob gave back; Dave, queued behind Charlie's emptying take, lost in the lane.
+    assert isinstance(results[1], Order) and results[1].worker_id == charlie.id
+    assert isinstance(results[2], SlotTaken) and getattr(results[2], "in_lane", False)
+    assert lanes.calls == 2
+    await books_clean()
+
+
+async def test_a_take_cancelled_while_it_waits_leaves_the_lane_and_the_others_go_on(database, monkeypatch):
+    alice = await p.publisher("alice", balance_fen=3 * SLOT)
+    task = await publish(alice, quantity=3)
+    bob, charlie, dave = await workers(3)
+    lanes = TakeLanes()
+    gate = asyncio.Event()
+    real_take = orders.take
+
+    async def slow_take(task_id, worker_id, **kw):
+        await gate.wait()
+        return await real_take(task_id, worker_id, **kw)
+
+    monkeypatch.setattr(orders, "take", slow_take)
+    first = asyncio.create_task(lanes.take(task.id, bob.id, None))
+    await asyncio.sleep(0)
+    cancelled = asyncio.create_task(lanes.take(task.id, charlie.id, None))
+    last = asyncio.create_task(lanes.take(task.id, dave.id, None))
+    for _ in range(100):
+        if lanes.waiting(task.id) == 2:
+            break
+        await asyncio.sleep(0.01)
+    cancelled.cancel()
+    gate.set()
+    assert (await first).worker_id == bob.id
+    assert (await last).worker_id == dave.id  # alone: the cancelled take was skipped
+    assert cancelled.cancelled()
+    assert sorted(o.worker_id for o in await Order.filter(task_id=task.id)) == sorted([bob.id, dave.id])
+    assert lanes.calls == 2
+    await books_clean()
+
+
+async def test_a_database_error_answers_every_take_of_the_call_and_the_lane_goes_on(database, monkeypatch):
+    alice = await p.publisher("alice", balance_fen=3 * SLOT)
+    task = await publish(alice, quantity=3)
+    crew = await workers(4)
+    lanes = TakeLanes()
+    real_batch, failed = orders.take_batch, []
+
+    async def failing_once(task_id, takers):
+        if not failed:
+            failed.append(takers)
+            raise ConnectionResetError("the database went away")
+        return await real_batch(task_id, takers)
+
+    monkeypatch.setattr(orders, "take_batch", failing_once)
+    results = await answers(lanes, task.id, crew)
+
+    assert all(isinstance(r, ConnectionResetError) for r in results), results  # one call, one answer for all
+    assert lanes.calls == 1 and task.id not in lanes._lanes
+    again = await answers(lanes, task.id, crew)  # the next clicks are served normally
+    assert [type(r) for r in again] == [Order, Order, Order, SlotTaken]
+    await books_clean()
