@@ -24,7 +24,19 @@ UPDATE, as before. The SQLite steps (models/orders.py `_take_steps`) follow the 
 
 The hall row is now written after the take's other outbox rows (a larger id): the relay delivers
 by id per audience, and the hall's events of one task are still in the order of their takes (each
-is written while that task's row is locked). The reverse puts 0014's body back.
+is written while that task's row is locked).
+
+`market_take_batch(task, workers[], token_versions[], max_in_progress, now)` (new): several takes
+of one task in one call and one commit, for the server's take lanes (server/takelanes.py). It
+locks all the workers' rows first, in id order — so it holds the task's row only once it will
+wait for nothing else: no deadlock with another batch, a single take (worker, then task) or a
+settlement (worker, then task) — then runs `market_take` for each worker in its own
+subtransaction (a lost take rolls back alone) and returns one row per worker, in order: the take's
+columns, or `lost` = 'worker' (MKT01), 'task' (MKT02), 'full' (MKT02 and no slot is left: the rest
+of the batch is not run) or 'already' (unique violation: the worker holds an order of the task).
+
+Expand-only: the old release calls `market_take` with the same arguments and reads the same
+columns; it never calls the batch. The reverse drops the batch and puts 0014's body back.
 """
 
 from tortoise import migrations
