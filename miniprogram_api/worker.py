@@ -12,7 +12,7 @@ from miniprogram_api.common import image_links, now_iso, order_view, page, page_
 from miniprogram_api.docs import PAGE_QUERY, Query, doc, q_status
 from models import blocks, clock, orders, records, uploads
 from models import settings as market_settings
-from models.errors import AlreadyDecided, AppealsPaused, SlotTaken, TaskNotFound, UserNotFound
+from models.errors import AlreadyDecided, AppealsPaused, SlotsBeingTaken, SlotTaken, TaskNotFound, UserNotFound
 from models.orders import Order, OrderStatus
 from models.tasks import Task, TaskStatus
 from models.users import End
@@ -106,9 +106,12 @@ async def my_record(request: Request, session: Session):
 @doc(
     "Take one slot of a task (one click)", tag=TAG, ok=S.OrderOut, ok_status=201,
     unreachable=(UserNotFound,),  # the session names an existing worker: require() checked the token
+    errors=(SlotsBeingTaken,),  # raised by the server's take lane (server/takelanes.py)
     description="""
     Exactly one worker wins each slot. Losers get 409 `slot_taken` (every slot is gone) or
-    `task_closed` (expired, cancelled, finished). `already_took_task`: this worker took this task
+    `task_closed` (expired, cancelled, finished). In a flash crowd, 409 `slots_being_taken`
+    (header Retry-After: 1): as many workers as there are slots left clicked before me and their
+    takes are under way; retrying may still win if one of them fails. `already_took_task`: this worker took this task
     before — also after abandoning it, a worker never takes the same task again.
     `too_many_orders_in_progress`: at most `max_orders_in_progress` (GET /config) at once.
     403 `own_task`: the worker is the same WeChat user as the publisher; `blocked_by_publisher`:

@@ -19,10 +19,17 @@ So each process keeps one lane per task:
 3. A call whose result says the task is now full (a take emptied it, or lost because it was full)
    answers every take still waiting in the lane `slot_taken` at once, without the database: they
    asked before the last slot went. An abandon in this process lets them through instead.
-4. A lane is forgotten as soon as it is empty: no state outlives a burst.
+4. Once a call has said how many slots are left (L), the lane keeps at most L takes waiting or in
+   flight: a take arriving behind them, or waiting beyond them when a call returns, is answered
+   `slots_being_taken` (409, Retry-After: 1) at once — the slots left are being taken by workers
+   who clicked before it; if one of them fails, a retry can still win. L is what PostgreSQL said
+   last (other processes' takes since only make it smaller: the lane keeps at least as many takes
+   as can win); an abandon in this process forgets it.
+5. A lane is forgotten as soon as it is empty: no state outlives a burst.
 
 The database decides every winner: a lane only orders and groups this process's takes of a task,
-and turns away early the takes that would meet a full task. Other tasks' takes never wait for it.
+and turns away early the takes that would meet a full task or wait behind as many takes as
+there are slots. Other tasks' takes never wait for it.
 A take whose request is cancelled while it waits leaves the lane; once its call is sent it runs
 (as a take whose client hung up always did) and its result is dropped.
 """
@@ -34,18 +41,20 @@ import logging
 from collections import deque
 
 from models import orders
-from models.errors import DomainError, SlotTaken
+from models.errors import DomainError, SlotsBeingTaken, SlotTaken
 from models.orders import Order
 
 log = logging.getLogger("market.takelanes")
 
 
 class _Lane:
-    __slots__ = ("waiting", "running", "returned")
+    __slots__ = ("waiting", "running", "in_flight", "left", "returned")
 
     def __init__(self) -> None:
         self.waiting: deque[tuple[int, int | None, asyncio.Future]] = deque()
         self.running = False
+        self.in_flight = 0  # takes in the call now running
+        self.left: int | None = None  # slots left after the last call (None: not known yet)
         self.returned = False  # a slot came back while the call was in flight
 
 
@@ -53,6 +62,18 @@ def _full(result: Order | BaseException) -> bool:
     if isinstance(result, Order):
         return result.slots_left == 0
     return isinstance(result, SlotTaken) and getattr(result, "sold_out", False)
+
+
+def _slots_left(results: list, before: int | None) -> int | None:
+    """The slots left after a call, as its results say (the last winner's count, 0 if a take met
+    the task full); `before` if they do not say."""
+    left = before
+    for r in results:
+        if isinstance(r, Order) and r.slots_left is not None:
+            left = r.slots_left if left is None else min(left, r.slots_left)
+        elif _full(r):
+            left = 0
+    return left
 
 
 def _sold_out() -> SlotTaken:
@@ -78,6 +99,8 @@ class TakeLanes:
         lane = self._lanes.get(task_id)
         if lane is None:
             lane = self._lanes[task_id] = _Lane()
+        if lane.left is not None and lane.in_flight + len(lane.waiting) >= lane.left > 0:
+            raise SlotsBeingTaken()  # as many takes as there are slots left are ahead of this one
         future = asyncio.get_running_loop().create_future()
         lane.waiting.append((worker_id, token_version, future))
         if not lane.running:
@@ -91,7 +114,7 @@ class TakeLanes:
         """A slot of the task came back (an abandon in this process): waiting takes go to the database."""
         lane = self._lanes.get(task_id)
         if lane is not None:
-            lane.returned = True
+            lane.returned, lane.left = True, None
 
     async def _drive(self, task_id: int, lane: _Lane) -> None:
         try:
@@ -103,19 +126,29 @@ class TakeLanes:
                         batch.append(item)
                 if not batch:
                     continue
-                lane.returned = False
-                results = await self._call(task_id, batch)
+                lane.returned, lane.in_flight = False, len(batch)
+                try:
+                    results = await self._call(task_id, batch)
+                finally:
+                    lane.in_flight = 0
                 for (_, _, future), result in zip(batch, results):
                     if not future.done():
                         if isinstance(result, BaseException):
                             future.set_exception(result)
                         else:
                             future.set_result(result)
-                if any(_full(r) for r in results) and not lane.returned:
+                if lane.returned:
+                    continue  # a slot came back meanwhile: what the call said may be stale
+                lane.left = _slots_left(results, lane.left)
+                if lane.left == 0:
                     while lane.waiting:  # they asked before the last slot went
                         _, _, future = lane.waiting.popleft()
                         if not future.done():
                             future.set_exception(_sold_out())
+                while lane.left is not None and len(lane.waiting) > lane.left:
+                    _, _, future = lane.waiting.pop()  # the latest: the first `left` are ahead of it
+                    if not future.done():
+                        future.set_exception(SlotsBeingTaken())
         except BaseException as e:  # noqa: BLE001 - cancelled (shutdown) or a bug: nobody is left waiting
             while lane.waiting:
                 _, _, future = lane.waiting.popleft()

@@ -25,23 +25,22 @@ async def answers(lanes: TakeLanes, task_id: int, crew) -> list:
     return await asyncio.gather(*(lanes.take(task_id, w.id, None) for w in crew), return_exceptions=True)
 
 
-async def test_a_crowd_in_one_process_goes_in_batches_and_the_rest_lose_without_the_database(database):
-    alice = await p.publisher("alice", balance_fen=3 * SLOT)
-    task = await publish(alice, quantity=3)
+async def test_a_crowd_in_one_process_goes_as_one_batch_and_the_rest_lose_without_the_database(database):
+    alice = await p.publisher("alice", balance_fen=SLOT)
+    task = await publish(alice, quantity=1)
     crew = await workers(12)
-    lanes = TakeLanes(batch_max=2)
+    lanes = TakeLanes(batch_max=4)
 
     results = await answers(lanes, task.id, crew)
 
-    won = [r for r in results if isinstance(r, Order)]
-    assert [r.worker_id for r in won] == [w.id for w in crew[:3]]  # first come, first served
-    assert all(isinstance(r, SlotTaken) for r in results[3:]), results
-    # Call 1: two takes, both win. Call 2: two takes, one wins, one meets the full task. The
-    # eight still queued lose in the lane: no third call.
-    assert lanes.calls == 2
-    assert [getattr(r, "in_lane", False) for r in results[3:]] == [False] + [True] * 8
+    assert isinstance(results[0], Order) and results[0].worker_id == crew[0].id  # first come, first served
+    assert all(isinstance(r, SlotTaken) for r in results[1:]), results
+    # One call: four takes, one wins, three meet the full task in the database. The eight still
+    # queued lose in the lane: no second call.
+    assert lanes.calls == 1
+    assert [getattr(r, "in_lane", False) for r in results[1:]] == [False] * 3 + [True] * 8
     assert lanes.waiting(task.id) == 0 and task.id not in lanes._lanes  # nothing outlives the burst
-    assert await Order.filter(task_id=task.id).count() == 3
+    assert await Order.filter(task_id=task.id).count() == 1
     assert (await Task.get(id=task.id)).status == TaskStatus.FULL
     await books_clean()
 
@@ -123,4 +122,53 @@ async def test_a_database_error_answers_every_take_of_the_call_and_the_lane_goes
     assert lanes.calls == 1 and task.id not in lanes._lanes
     again = await answers(lanes, task.id, crew)  # the next clicks are served normally
     assert [type(r) for r in again] == [Order, Order, Order, SlotTaken]
+    await books_clean()
+
+
+async def test_takes_beyond_the_slots_left_are_told_at_once_that_those_slots_are_being_taken(database, monkeypatch):
+    alice = await p.publisher("alice", balance_fen=3 * SLOT)
+    task = await publish(alice, quantity=3)
+    crew = await workers(8)
+    lanes = TakeLanes(batch_max=1)  # one take per call: the lane learns the slots left after the first
+    gate = asyncio.Event()
+    real_take = orders.take
+
+    async def held_take(task_id, worker_id, **kw):
+        await gate.wait()
+        return await real_take(task_id, worker_id, **kw)
+
+    monkeypatch.setattr(orders, "take", held_take)
+    first = [asyncio.create_task(lanes.take(task.id, w.id, None)) for w in crew[:6]]  # before anything is known
+    await asyncio.sleep(0.05)
+    gate.set()
+    assert isinstance(await first[0], Order)  # 2 slots left now: Bob's followers 2 and 3 keep their turn
+    late = [asyncio.create_task(lanes.take(task.id, w.id, None)) for w in crew[6:]]  # arrive behind them
+    results = await asyncio.gather(*first[1:], *late, return_exceptions=True)
+
+    assert [type(r) for r in results[:2]] == [Order, Order]
+    assert [r.code for r in results[2:]] == ["slots_being_taken"] * 5, results
+    assert results[2].headers == {"Retry-After": "1"}
+    assert lanes.calls == 3
+    assert await Order.filter(task_id=task.id).count() == 3
+    await books_clean()
+
+
+async def test_a_take_turned_away_as_being_taken_wins_when_it_retries_after_a_take_ahead_failed(database):
+    """The answer is honest: the slots left were being taken, and when one of those takes fails
+    (here its worker was banned), the retry wins."""
+    from models import users
+    from tests.models._support import OPERATOR_ID
+
+    alice = await p.publisher("alice", balance_fen=2 * SLOT)
+    task = await publish(alice, quantity=2)
+    bob, charlie, dave, erin = await workers(4)
+    await users.set_banned(charlie.id, True, operator_id=OPERATOR_ID, reason="fraud")
+    lanes = TakeLanes(batch_max=1)
+
+    results = await answers(lanes, task.id, [bob, charlie, dave, erin])
+
+    # Bob won, one slot left: Charlie's take keeps its turn, Dave and Erin are told it is being taken.
+    assert [getattr(r, "code", "won") for r in results] == ["won", "user_banned", "slots_being_taken", "slots_being_taken"]
+    retry = await lanes.take(task.id, dave.id, None)
+    assert retry.worker_id == dave.id and retry.slots_left == 0
     await books_clean()
