@@ -117,6 +117,7 @@ class TakeLanes:
             lane.returned, lane.left = True, None
 
     async def _drive(self, task_id: int, lane: _Lane) -> None:
+        batch: list = []
         try:
             while lane.waiting:
                 batch = []
@@ -150,8 +151,9 @@ class TakeLanes:
                     if not future.done():
                         future.set_exception(SlotsBeingTaken())
         except BaseException as e:  # noqa: BLE001 - cancelled (shutdown) or a bug: nobody is left waiting
-            while lane.waiting:
-                _, _, future = lane.waiting.popleft()
+            pending = [future for _, _, future in batch] + [future for _, _, future in lane.waiting]
+            lane.waiting.clear()
+            for future in pending:
                 if not future.done():
                     future.set_exception(e if isinstance(e, Exception) else RuntimeError("take lane stopped"))
             if not isinstance(e, Exception):

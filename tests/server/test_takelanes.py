@@ -172,3 +172,28 @@ async def test_a_take_turned_away_as_being_taken_wins_when_it_retries_after_a_ta
     retry = await lanes.take(task.id, dave.id, None)
     assert retry.worker_id == dave.id and retry.slots_left == 0
     await books_clean()
+
+
+async def test_a_lane_stopped_mid_call_answers_every_take_it_held(database, monkeypatch):
+    """Server shutdown cancels the lane's driver while its call runs: the take in the call and
+    those waiting all get an answer (an error), none is left hanging."""
+    alice = await p.publisher("alice", balance_fen=3 * SLOT)
+    task = await publish(alice, quantity=3)
+    crew = await workers(3)
+    lanes = TakeLanes(batch_max=1)
+    never = asyncio.Event()
+
+    async def stuck_take(task_id, worker_id, **kw):
+        await never.wait()
+
+    monkeypatch.setattr(orders, "take", stuck_take)
+    takes = [asyncio.create_task(lanes.take(task.id, w.id, None)) for w in crew]
+    for _ in range(100):
+        if lanes.waiting(task.id) == 2:
+            break
+        await asyncio.sleep(0.01)
+    [driver] = lanes._drivers
+    driver.cancel()
+    results = await asyncio.wait_for(asyncio.gather(*takes, return_exceptions=True), 10)
+    assert [str(r) for r in results] == ["take lane stopped"] * 3
+    assert task.id not in lanes._lanes
