@@ -390,23 +390,25 @@ TAKE_BATCH_MAX = 48  # takes per batch: each is a subtransaction, and PostgreSQL
 _TAKE_BATCH_SQL = "SELECT * FROM market_take_batch($1, $2, $3, $4, $5)"  # migration 0019
 
 
-async def take_batch(task_id: int, takers: list[tuple[int, int | None]]) -> list[Order | DomainError]:
+async def take_batch(task_id: int, takers: list[tuple[int, int | None]]) -> list[Order | Exception]:
     """Several workers' takes of one task in one database call and one commit (server/takelanes.py):
     for each (worker_id, token_version), in order, its order or the DomainError its take lost with.
+    An error of the call raises (PostgreSQL: nothing of the batch committed).
 
     PostgreSQL: `market_take_batch` runs `market_take` for each in its own subtransaction, after
     locking all the workers' rows in id order; what a take writes, and why it loses, are exactly
-    those of `take`. SQLite (one writer at a time anyway): `take` for each, one after another.
+    those of `take`. SQLite (one writer at a time anyway): `take` for each, one after another, each
+    its own transaction (so there an unexpected error is that take's answer alone).
     """
     if len(takers) > TAKE_BATCH_MAX:
         raise ValueError(f"at most {TAKE_BATCH_MAX} takes per batch")
     if not db.is_postgres():
-        results: list[Order | DomainError] = []
+        results: list[Order | Exception] = []
         for worker_id, token_version in takers:
             try:
                 results.append(await take(task_id, worker_id, token_version=token_version))
-            except DomainError as lost:
-                results.append(lost)
+            except Exception as failed:  # noqa: BLE001 - each its own transaction: the others stand
+                results.append(failed)
         return results
     s = await market_settings.current()
     now = clock.now()
@@ -426,7 +428,7 @@ async def take_batch(task_id: int, takers: list[tuple[int, int | None]]) -> list
         else:
             try:
                 await _why_take_lost(lost, task_id, worker_id, s.max_orders_in_progress, token_version)
-            except DomainError as why:
+            except Exception as why:  # noqa: BLE001 - the batch is committed: an error asking why is this loser's alone
                 results.append(why)
     return results
 
