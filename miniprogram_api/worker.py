@@ -12,11 +12,11 @@ from miniprogram_api.common import image_links, now_iso, order_view, page, page_
 from miniprogram_api.docs import PAGE_QUERY, Query, doc, q_status
 from models import blocks, clock, orders, records, uploads
 from models import settings as market_settings
-from models.errors import AlreadyDecided, AppealsPaused, SlotTaken, TaskNotFound, UserNotFound
+from models.errors import AlreadyDecided, AppealsPaused, SlotsBeingTaken, SlotTaken, TaskNotFound, UserNotFound
 from models.orders import Order, OrderStatus
 from models.tasks import Task, TaskStatus
 from models.users import End
-from server import metrics, soldout
+from server import metrics, soldout, takelanes
 from server.ratelimit import limit
 
 bp = Blueprint("mp_worker", url_prefix="/api/v1/worker")
@@ -106,9 +106,12 @@ async def my_record(request: Request, session: Session):
 @doc(
     "Take one slot of a task (one click)", tag=TAG, ok=S.OrderOut, ok_status=201,
     unreachable=(UserNotFound,),  # the session names an existing worker: require() checked the token
+    errors=(SlotsBeingTaken,),  # raised by the server's take lane (server/takelanes.py)
     description="""
     Exactly one worker wins each slot. Losers get 409 `slot_taken` (every slot is gone) or
-    `task_closed` (expired, cancelled, finished). `already_took_task`: this worker took this task
+    `task_closed` (expired, cancelled, finished). In a flash crowd, 409 `slots_being_taken`
+    (header Retry-After: 1): as many workers as there are slots left clicked before me and their
+    takes are under way; retrying may still win if one of them fails. `already_took_task`: this worker took this task
     before — also after abandoning it, a worker never takes the same task again.
     `too_many_orders_in_progress`: at most `max_orders_in_progress` (GET /config) at once.
     403 `own_task`: the worker is the same WeChat user as the publisher; `blocked_by_publisher`:
@@ -125,10 +128,14 @@ async def take(request: Request, session: Session, task_id: int):
     if marks is not None and await marks.is_marked(task_id):  # the last slot is gone: no database call
         metrics.take_lost_early(SlotTaken.code)
         raise SlotTaken()
+    lanes = takelanes.lanes_of(request.app)
     try:
-        order = await metrics.count_take(orders.take(task_id, session.user_id, token_version=session.token_version))
+        # Through the task's lane: this process's takes of one task go one database call at a
+        # time, grouped when several wait (server/takelanes.py).
+        order = await metrics.count_take(lanes.take(task_id, session.user_id, session.token_version) if lanes is not None
+                                         else orders.take(task_id, session.user_id, token_version=session.token_version))
     except SlotTaken as lost:
-        if marks is not None and getattr(lost, "sold_out", False):
+        if marks is not None and getattr(lost, "sold_out", False) and not getattr(lost, "in_lane", False):
             await marks.mark(task_id)
         raise
     if marks is not None and order.slots_left == 0:  # this take emptied the task
@@ -206,8 +213,10 @@ async def submit(request: Request, session: Session, order_id: int):
 async def abandon(request: Request, session: Session, order_id: int):
     await limit(request, "write", str(session.user.id))
     order = await orders.abandon(order_id, session.user.id)
-    marks = soldout.marks_of(request.app)
-    if marks is not None:  # the slot may have come back to the hall
+    marks, lanes = soldout.marks_of(request.app), takelanes.lanes_of(request.app)
+    if lanes is not None:  # the slot may have come back to the hall
+        lanes.slot_returned(order.task_id)
+    if marks is not None:
         await marks.clear(order.task_id)
     return await _respond(request, order)
 

@@ -156,6 +156,12 @@ async def fetch_row_postgres(sql: str, *args: Any):
         return await connection.fetchrow(sql, *args)
 
 
+async def fetch_postgres(sql: str, *args: Any) -> list:
+    """PostgreSQL only: `fetch_row_postgres` for a statement that returns several rows (asyncpg Records)."""
+    async with conn().acquire_connection() as connection:
+        return await connection.fetch(sql, *args)
+
+
 async def execute(sql: str, *args: Any) -> int:
     """Run one statement and return the number of rows it touched."""
     c = conn()

@@ -304,6 +304,18 @@ class SlotTaken(Conflict):
     hint = "Another worker was faster; the task leaves the hall."
 
 
+class SlotsBeingTaken(Conflict):
+    code = "slots_being_taken"
+    message = "Every slot left is being taken by workers who clicked before you; try again in a moment."
+    message_zh = "剩余名额正在被先到的人领取，请稍后再试。"
+    hint = ("A flash crowd: as many takes as the task has slots left are ahead of this one. Retry after "
+            "Retry-After seconds: a slot is left if one of them fails; else the answer is slot_taken.")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.headers = {"Retry-After": "1"}
+
+
 class TaskClosed(Conflict):
     code = "task_closed"
     message, message_zh = "This task no longer accepts takers.", "该任务已停止接单。"

@@ -341,7 +341,7 @@ _UNSET_AT_TAKE = dict.fromkeys((
     "answer_due_at", "answer_rule_version", "answer_rule_params", "appeal_reason", "appeal_evidence", "decision_note",
     "decided_by", "finished_by",
 ))
-_TAKE_SQL = "SELECT * FROM market_take($1, $2, $3, $4, $5)"  # migration 0005
+_TAKE_SQL = "SELECT * FROM market_take($1, $2, $3, $4, $5)"  # migrations 0005, 0014, 0019
 _TAKE_LOST = {"MKT01": "worker", "MKT02": "task"}
 
 
@@ -365,8 +365,13 @@ async def take(task_id: int, worker_id: int, *, token_version: int | None = None
         raise  # _why_take_lost always raises; this line is for type checkers
     except IntegrityError:  # unique (task, worker): this worker already holds an order of the task
         raise AlreadyTookTask() from None
+    return _taken(row, task_id, worker_id, now)
+
+
+def _taken(row, task_id: int, worker_id: int, now: dt.datetime) -> Order:
+    """The order a take's row describes, as if read back: all columns, no ORM bookkeeping per attribute."""
     deadline = row["submit_deadline_at"]
-    order = Order._init_from_db(  # as if read back: all columns, no ORM bookkeeping per attribute
+    order = Order._init_from_db(
         **_UNSET_AT_TAKE, id=row["id"], task_id=task_id, worker_id=worker_id, publisher_id=row["publisher_id"],
         status=OrderStatus.IN_PROGRESS.value, unit_price_fen=row["unit_price_fen"], fee_fen=row["fee_fen"],
         worker_invite_bp=row["worker_invite_bp"], publisher_invite_bp=row["publisher_invite_bp"],
@@ -379,6 +384,53 @@ async def take(task_id: int, worker_id: int, *, token_version: int | None = None
     # Slots left after this take, when the take's statement says (None: unknown), for the sold-out mark.
     order.slots_left = row["slots_untaken"] if "slots_untaken" in row.keys() else None
     return order
+
+
+TAKE_BATCH_MAX = 48  # takes per batch: each is a subtransaction, and PostgreSQL tracks 64 per backend cheaply
+_TAKE_BATCH_SQL = "SELECT * FROM market_take_batch($1, $2, $3, $4, $5)"  # migration 0019
+
+
+async def take_batch(task_id: int, takers: list[tuple[int, int | None]]) -> list[Order | Exception]:
+    """Several workers' takes of one task in one database call and one commit (server/takelanes.py):
+    for each (worker_id, token_version), in order, its order or the DomainError its take lost with.
+    An error of the call raises (PostgreSQL: nothing of the batch committed).
+
+    PostgreSQL: `market_take_batch` runs `market_take` for each in its own subtransaction, after
+    locking all the workers' rows in id order; what a take writes, and why it loses, are exactly
+    those of `take`. SQLite (one writer at a time anyway): `take` for each, one after another, each
+    its own transaction (so there an unexpected error is that take's answer alone).
+    """
+    if len(takers) > TAKE_BATCH_MAX:
+        raise ValueError(f"at most {TAKE_BATCH_MAX} takes per batch")
+    if not db.is_postgres():
+        results: list[Order | Exception] = []
+        for worker_id, token_version in takers:
+            try:
+                results.append(await take(task_id, worker_id, token_version=token_version))
+            except Exception as failed:  # noqa: BLE001 - each its own transaction: the others stand
+                results.append(failed)
+        return results
+    s = await market_settings.current()
+    now = clock.now()
+    rows = await db.fetch_postgres(_TAKE_BATCH_SQL, task_id, [w for w, _ in takers], [v for _, v in takers],
+                                   s.max_orders_in_progress, now)
+    results = []
+    for (worker_id, token_version), row in zip(takers, rows, strict=True):
+        lost = row["lost"]
+        if lost is None:
+            results.append(_taken(row, task_id, worker_id, now))
+        elif lost == "full":  # every slot is gone: no need to ask why
+            full = SlotTaken()
+            full.sold_out = True
+            results.append(full)
+        elif lost == "already":
+            results.append(AlreadyTookTask())
+        else:
+            try:
+                await _why_take_lost(lost, task_id, worker_id, s.max_orders_in_progress, token_version)
+            except Exception as why:  # noqa: BLE001 - the batch is committed: an error asking why is this loser's alone
+                results.append(why)
+    return results
 
 
 async def _take_postgres(task_id: int, worker_id: int, token_version: int | None, limit: int, now: dt.datetime):
@@ -397,17 +449,30 @@ async def _take_postgres(task_id: int, worker_id: int, token_version: int | None
 
 def take_events(out: Pending, task_id: int, worker_id: int, order_id: int, task: dict[str, Any],
                 now: dt.datetime, deadline: dt.datetime) -> None:
-    """The outbox rows of a take (the PostgreSQL function writes the same rows and payloads)."""
-    hall = {"task_id": task_id, "slots_untaken": task["slots_untaken"], "status": task["status"]}
-    out.hall("hall.task_removed" if task["slots_untaken"] == 0 else "hall.task_changed", hall)
+    """The outbox rows of a take for its publisher and its worker (the PostgreSQL function writes
+    the same rows and payloads); the hall's row follows the slot UPDATE (`take_hall_event`)."""
     info = {"order_id": order_id, "task_id": task_id, "title": task["title"], "taken_at": clock.iso_us(now)}
     out.push("order.taken", info, task["publisher_id"])
     out.subscribe("order_taken", info, task["publisher_id"])
     out.push("order.changed", order_changed(order_id, task_id, "in_progress", "take", deadline), worker_id)
 
 
+def take_hall_event(out: Pending, task_id: int, slot: dict[str, Any]) -> None:
+    """The hall's row of a take: the slots left after it, known once the slot UPDATE ran."""
+    hall = {"task_id": task_id, "slots_untaken": slot["slots_untaken"], "status": slot["status"]}
+    out.hall("hall.task_removed" if slot["slots_untaken"] == 0 else "hall.task_changed", hall)
+
+
+# The task's columns a take copies (into the order, its events, the answer). The slot UPDATE
+# repeats them in its WHERE: a task changed since the take read it loses instead of leaving a stale copy.
+_TAKE_COPIES = ("publisher_id", "unit_price_fen", "fee_fen", "worker_invite_bp", "publisher_invite_bp",
+                "publisher_inviter_id", "countdown_s", "review_window_s", "appeal_window_s",
+                "title", "instructions", "attachment_kind", "attachment")
+
+
 async def _take_steps(task_id: int, worker_id: int, token_version: int | None, limit: int, now: dt.datetime) -> dict[str, Any]:
-    """The take as separate statements in one transaction (SQLite: no stored functions there)."""
+    """The take as separate statements in one transaction (SQLite: no stored functions there), in
+    the order of `market_take` (migration 0019): the task's row is written last."""
     async with in_transaction():
         # 1. The worker may take (right end, not banned, session still valid, under the limit of
         #    orders in progress, no automatic limit running: models/records.py).
@@ -421,24 +486,16 @@ async def _take_steps(task_id: int, worker_id: int, token_version: int | None, l
         )
         if worker is None:
             raise _Lost("worker")
-        # 2. One slot, one worker: the conditional decrement is the whole race. A block by the
-        #    task's publisher and the task's minimums are part of it (models/blocks.py).
+        # 2. The task as last committed; a task nobody can take now is refused before any write.
         task = await db.fetch_one(
-            "UPDATE tasks SET slots_untaken = slots_untaken - 1, orders_live = orders_live + 1, "
-            "status = CASE WHEN slots_untaken = 1 THEN 'full' ELSE 'open' END "
+            f"SELECT {', '.join(_TAKE_COPIES)} FROM tasks "
             "WHERE id = $1 AND status = 'open' AND slots_untaken > 0 AND take_deadline_at > $2 "
-            "AND (publisher_unionid IS NULL OR CAST($3 AS VARCHAR(64)) IS NULL OR publisher_unionid <> CAST($3 AS VARCHAR(64))) "
-            "AND NOT EXISTS (SELECT 1 FROM publisher_blocks b WHERE b.publisher_id = tasks.publisher_id AND b.worker_id = $4) "
-            "AND ((min_approval_bp = 0 AND min_completed_orders = 0) OR EXISTS (SELECT 1 FROM user_records r "
-            "WHERE r.user_id = $4 AND r.completed_n >= tasks.min_completed_orders "
-            "AND (tasks.min_approval_bp = 0 OR r.approval_bp >= tasks.min_approval_bp))) "
-            "RETURNING publisher_id, unit_price_fen, fee_fen, worker_invite_bp, publisher_invite_bp, "
-            "publisher_inviter_id, countdown_s, review_window_s, appeal_window_s, slots_untaken, status, "
-            "title, instructions, attachment_kind, attachment",
-            task_id, now, worker["unionid"], worker_id,
+            "AND (publisher_unionid IS NULL OR CAST($3 AS VARCHAR(64)) IS NULL OR publisher_unionid <> CAST($3 AS VARCHAR(64)))",
+            task_id, now, worker["unionid"],
         )
         if task is None:
             raise _Lost("task")
+        # 3. The order, and what the publisher and the worker are told.
         deadline = clock.after(now, task["countdown_s"])
         row = await db.fetch_one(
             "INSERT INTO orders (task_id, worker_id, publisher_id, status, unit_price_fen, fee_fen, "
@@ -453,7 +510,28 @@ async def _take_steps(task_id: int, worker_id: int, token_version: int | None, l
         take_events(out, task_id, worker_id, row["id"], task, now, deadline)
         push_ids = await out.write(at=now)
         await audit.record("user", worker_id, "order.take", "order", row["id"], data={"task_id": task_id}, at=now)
-    return {**task, "id": row["id"], "submit_deadline_at": deadline, "worker_inviter_id": worker["inviter_id"], "push_ids": push_ids}
+        # 4. Last: one slot, one worker — the conditional decrement is the whole race. A block by
+        #    the task's publisher and the task's minimums are part of it (models/blocks.py); every
+        #    value copied above is repeated. Lost: _Lost rolls back steps 1-3.
+        copied = " AND ".join(f"{c} IS ${i + 5}" for i, c in enumerate(_TAKE_COPIES))
+        slot = await db.fetch_one(
+            "UPDATE tasks SET slots_untaken = slots_untaken - 1, orders_live = orders_live + 1, "
+            "status = CASE WHEN slots_untaken = 1 THEN 'full' ELSE 'open' END "
+            "WHERE id = $1 AND status = 'open' AND slots_untaken > 0 AND take_deadline_at > $2 "
+            "AND (publisher_unionid IS NULL OR CAST($3 AS VARCHAR(64)) IS NULL OR publisher_unionid <> CAST($3 AS VARCHAR(64))) "
+            "AND NOT EXISTS (SELECT 1 FROM publisher_blocks b WHERE b.publisher_id = tasks.publisher_id AND b.worker_id = $4) "
+            "AND ((min_approval_bp = 0 AND min_completed_orders = 0) OR EXISTS (SELECT 1 FROM user_records r "
+            "WHERE r.user_id = $4 AND r.completed_n >= tasks.min_completed_orders "
+            "AND (tasks.min_approval_bp = 0 OR r.approval_bp >= tasks.min_approval_bp))) "
+            f"AND {copied} RETURNING slots_untaken, status",
+            task_id, now, worker["unionid"], worker_id, *(task[c] for c in _TAKE_COPIES),
+        )
+        if slot is None:
+            raise _Lost("task")
+        take_hall_event(out, task_id, slot)
+        push_ids += await out.write(at=now)
+    return {**task, **slot, "id": row["id"], "submit_deadline_at": deadline, "worker_inviter_id": worker["inviter_id"],
+            "push_ids": push_ids}
 
 
 async def _why_take_lost(what: str, task_id: int, worker_id: int, limit: int, token_version: int | None) -> None:

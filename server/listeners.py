@@ -1,6 +1,6 @@
 """Per-worker services opened and closed with the server: Redis, push fan-out, rate limiter, storage.
 
-`app.ctx` after start: `redis` (or None), `hub`, `bus`, `relay`, `ratelimiter`, `storage`,
+`app.ctx` after start: `redis` (or None), `hub`, `bus`, `relay`, `ratelimiter`, `storage`, `soldout`, `take_lanes`,
 `keys` (the key ring that signs tokens and cookies, `server/keys.py`). With Redis the push bus and rate limits are shared by every process and node
 (every key and channel under `config.redis_namespace`); without
 it they are in-process, which is right for the default single-process run only — `server/config.py`
@@ -16,6 +16,7 @@ from server.config import Config, key_ring
 from server.ratelimit import MemoryLimiter, RedisLimiter
 from server.soldout import SoldOutMarks
 from server.storage import LocalDiskStorage
+from server.takelanes import TakeLanes
 
 
 def install(app: Sanic, config: Config, *, run_relay: bool = True) -> None:
@@ -27,6 +28,7 @@ def install(app: Sanic, config: Config, *, run_relay: bool = True) -> None:
     app.ctx.bus = push.InProcessBus(app.ctx.hub)
     app.ctx.relay = None
     app.ctx.soldout = None  # the sold-out marks need Redis (server/soldout.py)
+    app.ctx.take_lanes = TakeLanes()  # one take of a task at a time from this process (server/takelanes.py)
 
     @app.before_server_start
     async def open_services(app):

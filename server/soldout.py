@@ -36,6 +36,7 @@ class SoldOutMarks:
         self._redis = redis
         self._namespace = namespace
         self._waiting: list[tuple[str, asyncio.Future]] = []
+        self._marking: set[int] = set()  # tasks whose mark is being set
 
     def key(self, task_id: int) -> str:
         return KEY.format(namespace=self._namespace, task_id=int(task_id))
@@ -64,10 +65,17 @@ class SoldOutMarks:
                 future.set_result(value is not None)
 
     async def mark(self, task_id: int) -> None:
+        # One SET per task at a time: a batch of takes (server/takelanes.py) can learn "full" for
+        # dozens of requests at once, and a SET each would crowd the Redis connection pool.
+        if task_id in self._marking:
+            return
+        self._marking.add(task_id)
         try:
             await self._redis.set(self.key(task_id), "1", ex=TTL_S)
         except Exception:  # noqa: BLE001
             log.warning("could not mark task %s sold out", task_id, exc_info=True)
+        finally:
+            self._marking.discard(task_id)
 
     async def clear(self, task_id: int) -> None:
         try:

@@ -47,6 +47,7 @@ const MESSAGES = {
   unsupported_media_type: '请求有误，请更新小程序后重试',
   // 409
   slot_taken: '手慢了，名额已被抢完',
+  slots_being_taken: '剩余名额正在被先到的人领取，请稍后再试',
   task_closed: '任务已结束，不能再接',
   already_took_task: '你已经接过这个任务',
   too_many_orders_in_progress: '你有未完成的订单，请先完成再接新任务',

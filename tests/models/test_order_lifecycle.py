@@ -126,13 +126,14 @@ async def test_a_take_writes_its_order_outbox_and_audit_rows_exactly(database, q
     rows = await Outbox.filter(id__gt=0).order_by("id").offset(before_outbox)
     info = {"order_id": order.id, "task_id": task.id, "title": task.title, "taken_at": clock.iso_us(now)}
     left = quantity - 1
+    # The hall's row comes last: it carries the slots left, written with the slot UPDATE (migration 0019).
     assert [(r.channel.value, r.event, r.user_id, r.payload, r.status.value, r.next_attempt_at) for r in rows] == [
-        ("push", "hall.task_removed" if left == 0 else "hall.task_changed", None,
-         {"task_id": task.id, "slots_untaken": left, "status": "full" if left == 0 else "open"}, "pending", now),
         ("push", "order.taken", c.alice.id, info, "pending", now),
         ("subscribe", "order_taken", c.alice.id, info, "pending", now),
         ("push", "order.changed", c.bob.id, {"order_id": order.id, "task_id": task.id, "status": "in_progress", "event": "take",
                                              "deadline_at": clock.iso_us(deadline)}, "pending", now),
+        ("push", "hall.task_removed" if left == 0 else "hall.task_changed", None,
+         {"task_id": task.id, "slots_untaken": left, "status": "full" if left == 0 else "open"}, "pending", now),
     ]
     assert order.push_ids == [r.id for r in rows if r.channel.value == "push"]  # what the API hands the relay
     [entry] = await AuditLog.filter(action="order.take", target_id=order.id)
