@@ -14,11 +14,14 @@ requests over workers.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import time
 from dataclasses import dataclass
 
 from models.errors import DomainError
+
+log = logging.getLogger("market.ratelimit")
 
 
 class RateLimited(DomainError):
@@ -83,17 +86,29 @@ return counts
 class RedisLimiter:
     """Counters in Redis. The hits made during one turn of the event loop (under load, many
     requests at once) go to Redis together: one script call, one round trip, whatever their number.
-    (The keys of one call must live on one Redis node: a single Redis, not a cluster.)"""
+    (The keys of one call must live on one Redis node: a single Redis, not a cluster.)
+
+    Redis failing never fails a request: while it does, this process counts in memory (the same
+    limits, per process instead of shared) and says so in the log, at most once a minute."""
 
     def __init__(self, redis, prefix: str = "ratelimit:") -> None:
         self._prefix = prefix  # "<redis_namespace>:ratelimit:" in the server (server/listeners.py)
         self._script = redis.register_script(_HIT)  # EVALSHA, reloaded by redis-py after a NOSCRIPT
         self._waiting: list[tuple[str, int, asyncio.Future]] = []
+        self._fallback = MemoryLimiter()
+        self._warned_at = -math.inf
 
     async def hit(self, key: str, rule: Rule) -> None:
         now = time.time()
         window = int(now // rule.window_s)
-        count = await self._count(f"{self._prefix}{key}:{window}", rule.window_s + 1)
+        try:
+            count = await self._count(f"{self._prefix}{key}:{window}", rule.window_s + 1)
+        except Exception:  # noqa: BLE001 - Redis unreachable or failing: count here meanwhile
+            if time.monotonic() - self._warned_at >= 60:
+                self._warned_at = time.monotonic()
+                log.warning("rate limits: Redis failed; counting in this process until it answers", exc_info=True)
+            await self._fallback.hit(key, rule)
+            return
         if count > rule.limit:
             raise RateLimited(max(1, math.ceil((window + 1) * rule.window_s - now)))
 
