@@ -190,24 +190,25 @@ async def live(request: Request):
     conn = push.Connection(None, session.user_id, wants_hall=session.end == End.WORKER, token_version=session.token_version)
     after = _after_seq_in_url(request)
     try:
+        # The 101, and from here on the connection is the socket's (Sanic's request ends with no response).
         sock = sockets.upgrade(request, lambda proto, transport, registry: LiveSocket(proto, transport, registry, conn, hub, beats),
                                max_size=request.app.config.WEBSOCKET_MAX_SIZE)
         conn.ws = sock
-        if after is not None:
-            conn.hold()  # registered below, but nothing live goes out before the replay
-        hub.add(conn)
-        beats.add(conn)
-        conn.offer('{"type":"welcome","user_id":%d,"end":"%s","last_seq":%d,"now":"%s"}'
-                   % (session.user_id, session.end.value, conn.position, now_iso()))
-        if after == -1:
-            conn.release()
-            conn.offer(_invalid("after_seq must be a non-negative integer.", "after_seq 必须是非负整数。", "after_seq"))
-        elif after is not None:
-            try:
+        try:
+            if after is not None:
+                conn.hold()  # registered below, but nothing live goes out before the replay
+            hub.add(conn)
+            beats.add(conn)
+            conn.offer('{"type":"welcome","user_id":%d,"end":"%s","last_seq":%d,"now":"%s"}'
+                       % (session.user_id, session.end.value, conn.position, now_iso()))
+            if after == -1:
+                conn.release()
+                conn.offer(_invalid("after_seq must be a non-negative integer.", "after_seq 必须是非负整数。", "after_seq"))
+            elif after is not None:
                 await _resume(conn, after, hub)
-            except Exception:
-                push.log.exception("websocket resume failed")
-                sock.fail_connection(1011, "resume failed")
+        except Exception:  # no HTTP error response can follow a 101: the socket is closed instead
+            push.log.exception("websocket handshake failed after the upgrade")
+            sock.fail_connection(1011, "server error")
         sock.ready()
     finally:
         _leave_gate(request)
