@@ -15,6 +15,11 @@ others a `heartbeat` and a protocol ping; a socket that has not answered the pre
 is closed (this replaces Sanic's keep-alive task per socket). The access token that opened the socket may expire meanwhile: an open socket
 lives as long as its session.
 
+The socket under this protocol is `server/sockets.py` (not Sanic's WebSocket): after the 101 the
+connection's transport belongs to a `LiveSocket`, which handles what the client sends as it arrives
+(`received`, no task per socket; a resume is a short-lived task, and the socket reads nothing more
+until it is done, so answers keep their order). Its end (`lost`) unregisters it.
+
 A busy node: a worker with `HANDSHAKES_IN_FLIGHT_MAX` handshakes in progress answers the next
 upgrade at once with `503 server_busy` and `Retry-After` (no database work), instead of letting
 thousands of reconnecting phones queue behind each other until the listen backlog overflows. The
