@@ -41,7 +41,7 @@ class Raw:
         self.ended = False
 
     @classmethod
-    async def open(cls, live, token: str, rcvbuf: int | None = None) -> "Raw":
+    async def open(cls, live, token: str, rcvbuf: int | None = None, early: bytes = b"") -> "Raw":
         sock = socket.socket()
         if rcvbuf:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
@@ -49,7 +49,7 @@ class Raw:
         await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", live.port))
         reader, writer = await asyncio.open_connection(sock=sock, limit=2 ** 16)
         writer.write((f"GET /api/v1/ws?token={token} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+                      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n").encode() + early)
         head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
         assert head.startswith(b"HTTP/1.1 101"), head
         raw = cls(reader, writer)
@@ -176,6 +176,16 @@ async def test_a_fragmented_message_and_pings_of_the_client_are_answered(live):
         assert frame.opcode is Opcode.PONG and frame.data == b"mid"
         assert (await raw.message())["type"] == "pong"
         raw.send(Opcode.BINARY, b'{"type":"ping"}')  # binary JSON is read as well (as before)
+        assert (await raw.message())["type"] == "pong"
+    finally:
+        raw.end()
+
+
+async def test_a_message_sent_with_the_upgrade_request_is_answered_after_the_welcome(live):
+    bob = await live.login("worker", "bob")
+    ping = Frame(Opcode.TEXT, b'{"type":"ping"}').serialize(mask=True, extensions=[])
+    raw = await Raw.open(live, bob.token, early=ping)  # the welcome first (checked by open)
+    try:
         assert (await raw.message())["type"] == "pong"
     finally:
         raw.end()
