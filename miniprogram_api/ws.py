@@ -150,6 +150,7 @@ class LiveSocket(sockets.Socket):
         if self.busy:
             if self.inbox is None:
                 self.inbox = []
+                self.transport.pause_reading()  # the rest stays unread until `ready`: no unbounded inbox
             self.inbox.append(message)
             return
         after = _message(self.conn, message)

@@ -261,3 +261,30 @@ async def test_a_stopping_server_closes_every_socket_with_going_away(database, t
     finally:
         if not stopped:
             await stop_live(server)
+
+
+async def test_what_the_client_sends_during_a_resume_is_answered_after_it_in_order(live):
+    import uuid
+
+    alice, bob = await live.login("publisher", "alice"), await live.login("worker", "bob")
+    await live.recharge(alice, 10_000)
+    raw = await Raw.open(live, bob.token)
+    raw.end()
+    async with live.client(alice.token) as a:  # published while bob was away
+        for title in ("One", "Two"):
+            r = await a.post("/api/v1/publisher/tasks", json={"title": title, "instructions": "x", "unit_price_fen": 500,
+                                                              "request_id": uuid.uuid4().hex})
+            assert r.status_code == 201, r.text
+    delivered = lambda: [t for _, uid, t, _ in live.app.ctx.hub._recent if uid is None and "hall.task_published" in t]  # noqa: E731
+    await _until(lambda: len(delivered()) == 2)  # both in the log and delivered (to nobody)
+    raw = await Raw.open(live, bob.token)
+    try:
+        raw.writer.write(b"".join(Frame(Opcode.TEXT, m).serialize(mask=True, extensions=[])  # one segment: read at once
+                                  for m in (b'{"type":"resume","after_seq":0}', b'{"type":"ping"}', b'{"type":"nonsense"}')))
+        kinds = []
+        while not kinds or kinds[-1] != "error":
+            message = await raw.message()
+            kinds.append(message["type"] if message["type"] != "hall.task_published" else message["data"]["title"])
+        assert kinds[-4:] == ["Two", "resumed", "pong", "error"] and "One" in kinds, kinds
+    finally:
+        raw.end()
