@@ -15,6 +15,11 @@ others a `heartbeat` and a protocol ping; a socket that has not answered the pre
 is closed (this replaces Sanic's keep-alive task per socket). The access token that opened the socket may expire meanwhile: an open socket
 lives as long as its session.
 
+The socket under this protocol is `server/sockets.py` (not Sanic's WebSocket): after the 101 the
+connection's transport belongs to a `LiveSocket`, which handles what the client sends as it arrives
+(`received`, no task per socket; a resume is a short-lived task, and the socket reads nothing more
+until it is done, so answers keep their order). Its end (`lost`) unregisters it.
+
 A busy node: a worker with `HANDSHAKES_IN_FLIGHT_MAX` handshakes in progress answers the next
 upgrade at once with `503 server_busy` and `Retry-After` (no database work), instead of letting
 thousands of reconnecting phones queue behind each other until the listen backlog overflows. The
@@ -40,7 +45,7 @@ from miniprogram_api.common import now_iso
 from models import db, inputs
 from models.errors import DomainError, InvalidInput
 from models.users import End
-from server import push
+from server import push, sockets
 
 HEARTBEAT_S = 25
 SLICES = 25  # the sockets' heartbeats are spread over this many visits per HEARTBEAT_S
@@ -124,41 +129,98 @@ def _leave_gate(request: Request) -> None:
         _gate(request.app).leave()
 
 
-@bp.websocket("/ws")
+_resumes: set[asyncio.Task] = set()  # resumes asked for by a message, in progress
+
+
+class LiveSocket(sockets.Socket):
+    """A Mini Program's socket (server/sockets.py): what it sends is handled as it arrives, with no
+    task of its own; a resume (database reads) runs as a short-lived task, and what the client
+    sends meanwhile waits for it (read no further until it is done), so messages are answered in
+    order."""
+
+    __slots__ = ("conn", "hub", "beats", "busy", "inbox")
+
+    def __init__(self, proto, transport, registry, conn: push.Connection, hub: push.Hub, beats: "Heartbeats") -> None:
+        super().__init__(proto, transport, registry)
+        self.conn, self.hub, self.beats = conn, hub, beats
+        self.busy = True  # the handshake (welcome, a resume) is not done yet
+        self.inbox: list | None = None  # messages that arrived while busy
+
+    def received(self, message) -> None:
+        if self.busy:
+            if self.inbox is None:
+                self.inbox = []
+                self.transport.pause_reading()  # the rest stays unread until `ready`: no unbounded inbox
+            self.inbox.append(message)
+            return
+        after = _message(self.conn, message)
+        if after is not None:
+            self.busy = True
+            self.transport.pause_reading()
+            task = asyncio.get_running_loop().create_task(self._resume(after))
+            _resumes.add(task)  # the loop keeps weak references only
+            task.add_done_callback(_resumes.discard)
+
+    async def _resume(self, after: int) -> None:
+        try:
+            await _resume(self.conn, after, self.hub)
+        except Exception:
+            push.log.exception("websocket resume failed")
+            self.fail_connection(1011, "resume failed")
+        finally:
+            self.ready()
+
+    def ready(self) -> None:
+        """Not busy any more: handle what waited, then read on."""
+        self.busy = False
+        while self.inbox and not self.busy:
+            self.received(self.inbox.pop(0))
+        if not self.busy:
+            self.inbox = None
+            if not self.transport.is_closing():
+                self.transport.resume_reading()
+
+    def lost(self) -> None:
+        self.beats.remove(self.conn)
+        self.hub.remove(self.conn)
+        self.conn.stop()
+
+
+@bp.get("/ws")
 @openapi.exclude()
-async def live(request: Request, ws):
+async def live(request: Request):
     session = request.ctx.ws_session
     request.ctx.ws_session = None
     hub: push.Hub = request.app.ctx.hub
-    conn = push.Connection(ws, session.user_id, wants_hall=session.end == End.WORKER, token_version=session.token_version)
-    after = _after_seq_in_url(request)
     beats = heartbeats(request.app)
+    conn = push.Connection(None, session.user_id, wants_hall=session.end == End.WORKER, token_version=session.token_version)
+    after = _after_seq_in_url(request)
     try:
-        if after is not None:
-            conn.hold()  # registered below, but nothing live goes out before the replay
-        hub.add(conn)
-        beats.add(conn)
-        conn.offer('{"type":"welcome","user_id":%d,"end":"%s","last_seq":%d,"now":"%s"}'
-                   % (session.user_id, session.end.value, conn.position, now_iso()))
-        if after == -1:
-            conn.release()
-            conn.offer(_invalid("after_seq must be a non-negative integer.", "after_seq 必须是非负整数。", "after_seq"))
-        elif after is not None:
-            await _resume(conn, after, hub)
-        _leave_gate(request)
-        # recv() is never cancelled (Sanic's frame assembler cannot take a cancelled read); the
-        # heartbeat service closes the socket when the session ends.
-        while not conn.closed:
-            raw = await ws.recv()
-            if raw is None:
-                break
-            await _handle(conn, raw, hub)
+        # The 101, and from here on the connection is the socket's (Sanic's request ends with no response).
+        sock = sockets.upgrade(request, lambda proto, transport, registry: LiveSocket(proto, transport, registry, conn, hub, beats),
+                               max_size=request.app.config.WEBSOCKET_MAX_SIZE)
+        conn.ws = sock
+        try:
+            if after is not None:
+                conn.hold()  # registered below, but nothing live goes out before the replay
+            hub.add(conn)
+            beats.add(conn)
+            conn.offer('{"type":"welcome","user_id":%d,"end":"%s","last_seq":%d,"now":"%s"}'
+                       % (session.user_id, session.end.value, conn.position, now_iso()))
+            if after == -1:
+                conn.release()
+                conn.offer(_invalid("after_seq must be a non-negative integer.", "after_seq 必须是非负整数。", "after_seq"))
+            elif after is not None:
+                await _resume(conn, after, hub)
+        except Exception:  # no HTTP error response can follow a 101: the socket is closed instead
+            push.log.exception("websocket handshake failed after the upgrade")
+            sock.fail_connection(1011, "server error")
+        sock.ready()
     finally:
         _leave_gate(request)
-        beats.remove(conn)
-        hub.remove(conn)
-        await conn.drained(2)
-        conn.stop()
+
+
+live.is_websocket = True  # Sanic: the handler answers the request itself (the 101) and returns nothing
 
 
 def _after_seq_in_url(request: Request) -> int | None:
@@ -288,9 +350,17 @@ def heartbeats(app) -> Heartbeats:
 
 @bp.before_server_stop
 async def stop_heartbeats(app):
+    """The server stops: no more beats, and every socket is told so (close 1001, going away; the
+    apps reconnect, to another node). Sanic's graceful shutdown then waits for the close handshakes
+    (server/sockets.py)."""
     beats = getattr(app.ctx, "ws_heartbeats", None)
     if beats is not None:
         await beats.stop()
+        for part in beats.slices:
+            for conn in list(part):
+                close = getattr(conn.ws, "close_if_idle", None)
+                if close is not None:
+                    close()
 
 
 # --- what the client sends ----------------------------------------------------------------------------
@@ -312,7 +382,9 @@ def _has_control_characters(message) -> bool:
     return False
 
 
-async def _handle(conn: push.Connection, raw, hub: push.Hub) -> None:
+def _message(conn: push.Connection, raw) -> int | None:
+    """Answer a client's message; for a valid `resume`, the position to resume from (the caller
+    runs `_resume`), else None."""
     try:
         message = json.loads(raw)
         kind = message.get("type") if isinstance(message, dict) else None
@@ -321,7 +393,7 @@ async def _handle(conn: push.Connection, raw, hub: push.Hub) -> None:
     else:
         if _has_control_characters(message):
             conn.offer(_invalid("Messages must not contain control characters.", "消息不能包含控制字符。", "body"))
-            return
+            return None
     if kind == "ping":
         conn.offer('{"type":"pong","now":"%s"}' % now_iso())
     elif kind == "resume":
@@ -330,14 +402,15 @@ async def _handle(conn: push.Connection, raw, hub: push.Hub) -> None:
             # An app from before the delivery log: its event ids are no position in it. It reloads
             # by REST and goes on live (never a second resume: no loop).
             conn.offer({"type": "replay_truncated", "last_seq": conn.position})
-            return
+            return None
         if isinstance(after, bool) or not isinstance(after, int) or after < 0:
             conn.offer(_invalid("after_seq must be a non-negative integer.", "after_seq 必须是非负整数。", "after_seq"))
-            return
-        await _resume(conn, after, hub)
+            return None
+        return after
     else:
         conn.offer(_invalid("Unknown message type: send a JSON object with type ping or resume.",
                             "未知的消息类型：请发送 type 为 ping 或 resume 的 JSON 对象。", "type"))
+    return None
 
 
 def _invalid(message: str, zh: str, field: str) -> dict:

@@ -45,8 +45,9 @@ def create_app(config: Config | None = None, *, manage_db: bool = True) -> Sanic
             "HTTP_AUTO_HEAD": False,
             "HTTP_AUTO_OPTIONS": False,
             "CORS_AUTOMATIC_OPTIONS": False,
-            # No keep-alive ping task per WebSocket: the heartbeat service of miniprogram_api/ws.py
-            # pings every socket from one task per worker and closes the ones that stop answering.
+            # The Mini Programs' WebSocket is not Sanic's (server/sockets.py: leaner per socket); its
+            # largest client message is WEBSOCKET_MAX_SIZE. No keep-alive ping task per socket: the
+            # heartbeat service of miniprogram_api/ws.py pings every socket from one task per worker.
             "WEBSOCKET_PING_INTERVAL": None,
         }
     )

@@ -33,20 +33,16 @@ import contextlib
 import datetime as dt
 import json
 import logging
-import os
 import struct
 import time
 from typing import Any
 
 from tortoise.transactions import in_transaction
-from websockets.protocol import State
 
 from models import clock, db
 from server import metrics
 
 log = logging.getLogger("market.push")
-
-_WS_OPEN = State.OPEN
 
 QUEUE_MAX = 1_000  # messages buffered per connection before it is dropped as too slow
 REPLAY_HIGH = QUEUE_MAX // 2  # a replay waits while the socket has this many messages unsent
@@ -228,7 +224,7 @@ async def prune(before: dt.datetime, batch: int = 5000, rounds: int = 100) -> in
 
 def ws_frame(text: str) -> bytes:
     """`text` as one unmasked, unfragmented WebSocket text frame (RFC 6455 §5.2): what a server
-    sends, the same bytes for every socket (Sanic negotiates no compression extension), so an
+    sends, the same bytes for every socket (no compression extension is negotiated), so an
     event is framed once for all its sockets."""
     data = text.encode()
     n = len(data)
@@ -241,26 +237,22 @@ def ws_frame(text: str) -> bytes:
     return head + data
 
 
-def _retrieve(future: asyncio.Future) -> None:
-    if not future.cancelled():
-        future.exception()
-
-
 class Connection:
     """One WebSocket: its place in the log, and what it could not take yet.
 
     No task per socket: a message is framed and written to the socket's transport at once, by
     whoever offers it (the hub delivering an event, made into text and framed once for all its
-    sockets; the heartbeat service; the handler). Only when the socket cannot take it now (a send of Sanic's is
-    in progress, the transport is paused because the client reads slowly, or earlier messages
-    wait) does it wait in a backlog that a short-lived task drains, in order, with Sanic's own
-    `send`. More than QUEUE_MAX waiting: the client is too slow and is dropped.
+    sockets; the heartbeat service; the handler). Only when the socket cannot take it now (the
+    transport is paused because the client reads slowly, or earlier messages wait) does it wait
+    in a backlog that a short-lived task drains, in order, with the socket's `send` (which waits
+    for `resume_writing`). More than QUEUE_MAX waiting: the client is too slow and is dropped.
+    The socket (`ws`) is a `server.sockets.Socket` (miniprogram_api/ws.py).
 
     `position`: the seq of the last event given to this socket; every event of its audience up to
     it has been given (live, in seq order from the hub; or by a replay, page after page)."""
 
     __slots__ = ("ws", "user_id", "wants_hall", "token_version", "position", "replaying", "closed", "bucket",
-                 "_held", "_held_dropped", "_backlog", "_flusher", "_room", "_ping", "__weakref__")
+                 "_held", "_held_dropped", "_backlog", "_flusher", "_room", "__weakref__")
 
     def __init__(self, ws, user_id: int, wants_hall: bool, token_version: int | None = None) -> None:
         self.ws = ws
@@ -276,7 +268,6 @@ class Connection:
         self._backlog: collections.deque[str] | None = None  # messages waiting for the socket
         self._flusher: asyncio.Task | None = None
         self._room: asyncio.Event | None = None  # a replay waits on it while the backlog is long
-        self._ping: asyncio.Future | None = None  # the last protocol ping's pong (`probe`)
 
     @property
     def pending(self) -> int:
@@ -304,40 +295,20 @@ class Connection:
             self._flusher = asyncio.get_running_loop().create_task(self._flush())
 
     def _transport(self):
-        """The socket's transport if a frame can be written to it now without waiting (no send of
-        Sanic's in progress, not paused by a slow reader, open); else None."""
-        ws = self.ws
-        proto = getattr(ws, "ws_proto", None)
-        io = getattr(ws, "io_proto", None)
-        if proto is None or io is None or ws.conn_mutex.locked() or proto.state is not _WS_OPEN or proto.extensions:
-            return None
-        transport = io.transport
-        if transport is None or transport.is_closing() or not io._can_write.is_set():
-            return None
-        return transport
+        """The socket's transport if a frame can be written to it now without waiting (open, not
+        paused by a slow reader: `server.sockets.Socket.writable`); else None."""
+        writable = getattr(self.ws, "writable", None)
+        return writable() if writable is not None else None
 
     def probe(self) -> bool:
         """Send a protocol ping (every WebSocket client answers it with a pong); False when the
-        previous probe's ping is still unanswered — the client is gone or stuck. Replaces Sanic's
-        keep-alive task per socket (the heartbeat service probes every socket once per beat)."""
-        if self._ping is not None and not self._ping.done():
-            return False
-        self._ping = None
-        pings = getattr(self.ws, "pings", None)
-        transport = self._transport() if pings is not None and not self._backlog else None
-        if transport is None:
-            return True  # busy or not a Sanic socket: no judgement this time
-        data = os.urandom(4)
-        while data in pings:
-            data = os.urandom(4)
-        pong = pings[data] = asyncio.get_running_loop().create_future()
-        pong.add_done_callback(_retrieve)  # Sanic fails the pings of a lost connection
-        self.ws.ws_proto.send_ping(data)
-        for chunk in self.ws.ws_proto.data_to_send():
-            if chunk:
-                transport.write(chunk)
-        self._ping = pong
-        return True
+        previous probe's ping is still unanswered — the client is gone or stuck. Replaces a
+        keep-alive task per socket (the heartbeat service probes every socket once per beat); a
+        socket with messages waiting gets no ping this time."""
+        ping = getattr(self.ws, "ping", None)
+        if ping is None:
+            return True  # not a socket of ours (tests): no judgement
+        return ping(send=not self._backlog)
 
     async def _flush(self) -> None:
         backlog = self._backlog
